@@ -1,0 +1,5 @@
+import sys
+
+from mimea.cli import main
+
+sys.exit(main())

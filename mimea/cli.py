@@ -1,0 +1,181 @@
+"""``mimea`` console script: ``data check``, ``train``, ``models``, ``tune``.
+
+Every command turns its flags into the one RunConfig tree (``mimea.training.config.resolve``); no flag rewrites
+another. Input errors print one line naming the file (and line) and exit with status 2, without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+EXIT_INPUT_ERROR = 2
+
+
+def _parse_value(text: str) -> Any:
+    """``key=value`` values: JSON when it parses (numbers, true/false, null, lists), else the plain string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_assignments(items: Sequence[str] | None) -> dict[str, Any]:
+    """``["train.epochs=10", "split.ratio=0.5"]`` -> nested dict."""
+    out: dict[str, Any] = {}
+    for item in items or ():
+        if "=" not in item:
+            raise ValueError(f"expected KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = _parse_value(value)
+    return out
+
+
+def _cmd_data_check(args) -> int:
+    from mimea.data.loader import load_folder
+    from mimea.data.stats import dataset_statistics, format_statistics
+
+    pair = load_folder(args.path, missing_image=args.missing_image)
+    stats = dataset_statistics(pair)
+    print(json.dumps(stats, indent=2) if args.json else format_statistics(stats))
+    return 0
+
+
+def build_config(args):
+    from mimea.training.config import resolve
+
+    overrides = parse_assignments(args.set)
+    data = overrides.setdefault("data", {})
+    if args.dataset:
+        data["dataset"] = args.dataset
+    if args.data_dir:
+        data["data_dir"] = str(Path(args.data_dir).resolve())
+    if args.ratio is not None:
+        overrides.setdefault("split", {})["ratio"] = args.ratio
+    train = overrides.setdefault("train", {})
+    if args.iterative:
+        train["iterative"] = True
+    if args.epochs is not None:
+        train["epochs"] = args.epochs
+    if args.device:
+        train["device"] = args.device
+    if args.no_progress:
+        train["progress"] = False
+    model_overrides = parse_assignments(args.model_set)
+    if args.config:
+        model_overrides = {**json.loads(Path(args.config).read_text(encoding="utf-8")), **model_overrides}
+    return resolve(args.model, args.profile, overrides, model_overrides)
+
+
+def _cmd_train(args) -> int:
+    from mimea.pipeline import run, with_seed
+
+    base = build_config(args)
+    seeds = args.seeds if args.seeds else [base.seed + i for i in range(args.replicates)]
+    rows = []
+    for seed in seeds:
+        out = run(with_seed(base, seed), args.results, force=args.force)
+        test, meta = out["results"]["test"], out["metadata"]
+        l2r = test["l2r"]
+        rows.append([out["run_id"], seed, l2r["hits@1"], l2r["hits@10"], l2r["mrr"], meta["epochs_run"],
+                     meta["time_per_epoch_s"], meta["train_time_s"], meta["peak_memory_mb"],
+                     meta["n_parameters"], "reused" if out["reused"] else meta["stopped_by"]])
+    from tabulate import tabulate
+
+    print(tabulate(rows, headers=["run", "seed", "H@1", "H@10", "MRR", "epochs", "s/epoch", "train s",
+                                  "peak MB", "params", "stopped"], floatfmt=".4f"))
+    print(f"(test, left-to-right, {base.eval.similarity}; runs under {Path(args.results) / 'runs'})")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from mimea.models import registry
+
+    for name in registry.available():
+        print(name)
+    return 0
+
+
+def _cmd_tune(args) -> int:
+    from mimea.tuning.study import tune_from_args
+
+    return tune_from_args(args, build_config)
+
+
+def _add_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="mimea", help="registered model name (see `mimea models`)")
+    p.add_argument("--dataset", default=None, help="synthetic (default under smoke) | FBDB15K | FBYG15K | NAME")
+    p.add_argument("--data-dir", default=None, help="ROOT holding NAME/norm (default: $MIMEA_DATA_DIR)")
+    p.add_argument("--ratio", type=float, default=None, help="seed ratio (0.2, 0.5, 0.8)")
+    p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--iterative", action="store_true", help="iterative training (recorded in the protocol)")
+    p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any RunConfig field, e.g. train.lr=1e-3")
+    p.add_argument("--model-set", nargs="*", metavar="KEY=VALUE", help="a field of the model's Config")
+    p.add_argument("--config", default=None, help="JSON file of model Config fields (e.g. a tuned best.json)")
+    p.add_argument("--results", default="results", help="run store root (default: results)")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mimea", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a dataset folder (ROOT/NAME) and print its statistics")
+    check.add_argument("path")
+    check.add_argument("--missing-image", default="mask", choices=["mask", "random"])
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=_cmd_data_check)
+
+    train = sub.add_parser("train", help="train and evaluate runs; writes the run store")
+    _add_run_flags(train)
+    train.add_argument("--seeds", type=int, nargs="*", help="init seeds (default: seed 0..replicates-1)")
+    train.add_argument("--replicates", type=int, default=1)
+    train.add_argument("--force", action="store_true", help="discard a stored run with the same config")
+    train.set_defaults(func=_cmd_train)
+
+    models = sub.add_parser("models", help="list registered models")
+    models.set_defaults(func=_cmd_models)
+
+    tune = sub.add_parser("tune", help="Optuna study on validation MRR")
+    _add_run_flags(tune)
+    tune.add_argument("--n-trials", type=int, default=20)
+    tune.add_argument("--storage", default=None, help="default: sqlite under results/; or postgresql://...")
+    tune.add_argument("--study-name", default=None)
+    tune.add_argument("--timeout", type=float, default=None)
+    tune.add_argument("--replicate-best", type=int, default=0)
+    tune.add_argument("--out", default=None, help="folder for trials.csv, best.json, figures")
+    tune.set_defaults(func=_cmd_tune)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from mimea.data.errors import DataError
+
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except DataError as exc:
+        print(f"mimea: error: {exc}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"mimea: error: {msg}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""One entry that runs an experiment end to end (PyKEEN's ``pipeline()``): config in, stored run out.
+
+data -> split -> model -> trainer (validation for selection) -> test evaluation -> run store.
+A run whose ``results.json`` exists is returned as stored, never recomputed; a run with a checkpoint resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from mimea.data.pair import MMKGPair
+from mimea.models import registry
+from mimea.store import RunStore, run_id
+from mimea.store.metadata import environment, peak_rss_mb
+from mimea.training.config import DataConfig, RunConfig, model_config, to_dict
+from mimea.training.iterative import PseudoSeeder
+from mimea.training.seeding import resolve_device, seed_everything, set_threads
+from mimea.training.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+DATA_ENV = "MIMEA_DATA_DIR"
+
+
+def data_location(data: DataConfig, cache_root: str | Path) -> tuple[Path, str]:
+    """(ROOT, NAME) of the dataset a config names: the synthetic cache, ``data_dir`` or ``$MIMEA_DATA_DIR``."""
+    if data.dataset == "synthetic" and not data.data_dir:
+        from mimea.data.synthetic import ensure_synthetic
+
+        return ensure_synthetic(Path(cache_root), **data.synthetic)
+    root = data.data_dir or os.environ.get(DATA_ENV)
+    if not root:
+        raise FileNotFoundError(f"dataset {data.dataset!r} needs --data-dir or ${DATA_ENV} "
+                                f"(the folder holding {data.dataset}/norm/)")
+    return Path(root), data.dataset
+
+
+@lru_cache(maxsize=4)
+def _load_cached(root: str, name: str, use_names: bool, missing_image: str, top_k: int) -> MMKGPair:
+    from mimea.data.loader import load_pair
+
+    return load_pair(root, name, use_names=use_names, missing_image=missing_image, top_k=top_k)
+
+
+def load_data(data: DataConfig, cache_root: str | Path = "results/data") -> MMKGPair:
+    root, name = data_location(data, cache_root)
+    return _load_cached(str(root), name, data.use_names, data.missing_image, data.top_k_features)
+
+
+def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = False,
+        on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+    """Run (or resume, or reuse) one configured run; returns ``{"run_id", "results", "metadata", "path"}``.
+
+    ``on_eval(epoch, valid_metrics)`` is called after every validation (the tuner reports to Optuna's pruner
+    there and may raise to stop the run; the checkpoint then stays for a later resume).
+    """
+    from mimea.data.splits import make_split, split_to_dict
+    from mimea.evaluation.neighbours import mutual_nearest_neighbours
+    from mimea.evaluation.ranking import evaluate
+
+    store = RunStore(store_root)
+    config = to_dict(cfg)
+    rid = run_id(config)
+    if store.is_finished(rid) and not force:
+        return {"run_id": rid, **store.load(rid), "path": store.path(rid), "reused": True}
+    if force:
+        store.remove(rid)
+
+    wall0 = time.perf_counter()
+    set_threads(cfg.train.threads)
+    device = resolve_device(cfg.train.device)
+    seed_everything(cfg.seed)
+    pair = load_data(cfg.data, Path(store_root) / "data")
+    split = make_split(pair.links, cfg.split.ratio, mode=cfg.split.mode, split_seed=cfg.split.split_seed,
+                       val_fraction=cfg.split.val_fraction)
+    store.start(rid, config)
+    store.write_json(rid, "split.json", split_to_dict(split))
+
+    seed_everything(cfg.seed)  # model init depends on the init seed only, not on how much data loading drew
+    cls = registry.get(cfg.model)
+    dpair = pair.to(device)
+    model = cls(dpair, model_config(cfg)).to(device)
+    ev = cfg.eval
+
+    def validate(m) -> dict:
+        return evaluate(m.embed(), split.valid.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
+                        chunk_size=ev.chunk_size)
+
+    seeder = None
+    if cfg.train.iterative:
+        known = torch.cat([split.train, split.valid]).to(device)
+        all_left = pair.kg1.to(device)
+        all_right = pair.kg2.to(device)
+
+        def propose(m, seeds):
+            used_l = torch.cat([known[:, 0], seeds[:, 0]])
+            used_r = torch.cat([known[:, 1], seeds[:, 1]])
+            left = all_left[~torch.isin(all_left, used_l)]
+            right = all_right[~torch.isin(all_right, used_r)]
+            return mutual_nearest_neighbours(m.embed(), left, right, similarity=ev.similarity,
+                                             csls_k=ev.csls_k, chunk_size=ev.chunk_size)
+
+        seeder = PseudoSeeder(propose, cfg.train.il_start, cfg.train.il_every, cfg.train.il_commit_every)
+
+    trainer = Trainer(model, cfg.train, validate, select_metric=cfg.train.select_metric, seeder=seeder,
+                      save=lambda state: store.save_checkpoint(rid, state),
+                      load=lambda: store.load_checkpoint(rid, map_location=device), on_eval=on_eval,
+                      desc=f"{cfg.model}/{cfg.data.dataset}/{cfg.split.ratio:g}/s{cfg.seed}")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    result = trainer.fit(split.train.to(device))
+
+    model.load_state_dict(result.best_state)  # the checkpoint selected on VALIDATION
+    emb = model.embed()
+    test = evaluate(emb, split.test.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
+                    chunk_size=ev.chunk_size)
+    store.save_checkpoint(rid, {"model": model.state_dict()}, name="best.pt")
+    if ev.export_predictions:
+        from mimea.evaluation.export import export_predictions
+
+        export_predictions(emb, split.test.to(device), store.path(rid) / "predictions.csv",
+                           names=pair.entity_names, similarity=ev.similarity, csls_k=ev.csls_k,
+                           top_k=ev.top_k_export)
+    weights = model.modality_weights()
+    if weights is not None:
+        names, w = weights
+        test_ids = torch.cat([split.test[:, 0], split.test[:, 1]]).to(w.device)
+        store.save_checkpoint(rid, {"names": list(names), "weights": w[test_ids].detach().cpu()},
+                              name="modality_weights.pt")
+
+    n_epochs_with_time = [h for h in result.history if "time_s" in h]
+    metadata = {
+        **environment(device),
+        "run_id": rid,
+        "wall_time_s": time.perf_counter() - wall0,
+        "train_time_s": result.train_time_s,
+        "time_per_epoch_s": result.train_time_s / max(result.epochs_run, 1),
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_by": result.stopped_by,
+        "convergence": result.convergence,
+        "peak_memory_mb": (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                           else peak_rss_mb()),
+        "peak_memory_kind": "cuda_max_allocated" if device.type == "cuda" else "process_peak_rss",
+        "n_parameters": model.n_parameters(),
+        "protocol": {"iterative": cfg.train.iterative, "names": cfg.data.use_names,
+                     "images": pair.provenance.get("image_features", "unknown"),
+                     "missing_image_policy": pair.provenance.get("missing_image_policy"),
+                     "split_mode": cfg.split.mode, **model.protocol()},
+        "data": {k: v for k, v in pair.provenance.items()},
+        "split": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test),
+                  "seeds_added_by_iterative": result.seeds_added},
+        "n_evaluations": len([h for h in n_epochs_with_time if "valid" in h]),
+    }
+    results = {"test": test, "valid": result.best_valid, "curve": result.history,
+               "best_epoch": result.best_epoch}
+    store.finish(rid, results, metadata)
+    return {"run_id": rid, "config": config, "results": results, "metadata": metadata,
+            "path": store.path(rid), "reused": False}
+
+
+def replicate_seeds(base_seed: int, replicates: int) -> list[int]:
+    """Init seeds for R replicates: base, base+1, ... (fresh init seeds; the split stays fixed)."""
+    return [base_seed + i for i in range(replicates)]
+
+
+def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    return dataclasses.replace(cfg, seed=seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mimea.pipeline CONFIG.json [STORE_ROOT]``: one run from a resolved config file.
+
+    Sweeps launch each run in its own process through this, so every run's peak memory is its own and a crash
+    of one run does not end the sweep.
+    """
+    import json
+    import sys
+
+    from mimea.data.errors import DataError
+    from mimea.training.config import from_dict
+
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        print("usage: python -m mimea.pipeline CONFIG.json [STORE_ROOT]", file=sys.stderr)
+        return 2
+    cfg = from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    try:
+        out = run(cfg, argv[1] if len(argv) > 1 else "results")
+    except DataError as exc:
+        print(f"mimea: error: {exc}", file=sys.stderr)
+        return 2
+    print(out["run_id"])
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""Stable run ids: a hash of the resolved config, so a sweep recognises runs it has already finished."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+# Keys that do not change what a run computes, so they do not enter its id.
+_NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), ("eval", "export_predictions"),
+              ("data", "data_dir")}
+
+
+def canonical(config: dict[str, Any]) -> str:
+    """Canonical JSON of a config dict with the id-neutral keys removed."""
+    d = json.loads(json.dumps(config, sort_keys=True))
+    for section, key in _NOT_IN_ID:
+        if isinstance(d.get(section), dict):
+            d[section].pop(key, None)
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """``<model>-<dataset>-r<ratio>-s<seed>-<12 hex>``: readable and unique per resolved config."""
+    digest = hashlib.sha256(canonical(config).encode()).hexdigest()[:12]
+    data = config.get("data", {})
+    ratio = config.get("split", {}).get("ratio", 0)
+    return f"{config.get('model', 'model')}-{data.get('dataset', 'data')}-r{int(round(ratio * 100))}" \
+           f"-s{config.get('seed', 0)}-{digest}"

@@ -1,0 +1,115 @@
+"""One folder per run under ``<root>/runs/<run_id>/`` (PyKEEN/LibKGE style).
+
+Files, each written atomically:
+
+* ``config.json``    the fully resolved RunConfig (written first, when the run starts)
+* ``split.json``     the train / valid / test links the run used
+* ``checkpoint.pt``  trainer state for resume (weights + optimiser + history); removed when the run finishes
+* ``best.pt``        the model weights selected on validation
+* ``metadata.json``  versions, git commit, device, threads, wall time, peak memory, protocol, data provenance
+* ``results.json``   test + validation metrics and the per-epoch curve; written LAST: its presence marks a
+                     finished run, so a resumed sweep skips it and never runs it twice.
+"""
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from mimea.store.atomic import atomic_write_bytes, atomic_write_json, read_json
+
+
+class RunStore:
+    def __init__(self, root: str | Path = "results"):
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def path(self, run_id: str) -> Path:
+        return self.runs_dir / run_id
+
+    def is_finished(self, run_id: str) -> bool:
+        return (self.path(run_id) / "results.json").is_file()
+
+    def start(self, run_id: str, config: dict[str, Any]) -> Path:
+        """Create the run folder and write its config (idempotent for a resumed run)."""
+        p = self.path(run_id)
+        p.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(p / "config.json", config)
+        return p
+
+    def write_json(self, run_id: str, name: str, obj: Any) -> None:
+        atomic_write_json(self.path(run_id) / name, obj)
+
+    def read_json(self, run_id: str, name: str) -> Any:
+        return read_json(self.path(run_id) / name)
+
+    # -- checkpoints: torch.save into memory, then an atomic write; load with weights_only=True ---------------
+    def save_checkpoint(self, run_id: str, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.path(run_id) / name, buf.getvalue())
+
+    def load_checkpoint(self, run_id: str, name: str = "checkpoint.pt", map_location=None) -> dict | None:
+        f = self.path(run_id) / name
+        if not f.is_file():
+            return None
+        return torch.load(f, map_location=map_location, weights_only=True)
+
+    def drop_checkpoint(self, run_id: str, name: str = "checkpoint.pt") -> None:
+        f = self.path(run_id) / name
+        if f.exists():
+            f.unlink()
+
+    def finish(self, run_id: str, results: dict[str, Any], metadata: dict[str, Any]) -> None:
+        """Write metadata, then results (the finished marker), then drop the resume checkpoint."""
+        atomic_write_json(self.path(run_id) / "metadata.json", metadata)
+        atomic_write_json(self.path(run_id) / "results.json", results)
+        self.drop_checkpoint(run_id)
+
+    def remove(self, run_id: str) -> None:
+        shutil.rmtree(self.path(run_id), ignore_errors=True)
+
+    # -- reading back -------------------------------------------------------------------------------------------
+    def finished_ids(self) -> Iterator[str]:
+        if not self.runs_dir.is_dir():
+            return iter(())
+        return iter(sorted(p.name for p in self.runs_dir.iterdir() if (p / "results.json").is_file()))
+
+    def load(self, run_id: str) -> dict[str, Any]:
+        """config, results, metadata of one finished run."""
+        return {name: self.read_json(run_id, f"{name}.json") for name in ("config", "results", "metadata")}
+
+    def frame(self):
+        """All finished runs as a pandas DataFrame, one row per run (flattened config, test metrics, metadata)."""
+        import pandas as pd
+
+        rows = []
+        for rid in self.finished_ids():
+            run = self.load(rid)
+            row: dict[str, Any] = {"run_id": rid}
+            cfg = run["config"]
+            row.update({"model": cfg["model"], "dataset": cfg["data"]["dataset"], "ratio": cfg["split"]["ratio"],
+                        "seed": cfg["seed"], "profile": cfg["profile"]})
+            row.update({f"model_config.{k}": _hashable(v) for k, v in cfg["model_config"].items()})
+            row.update({f"train.{k}": _hashable(v) for k, v in cfg["train"].items()})
+            res = run["results"]
+            for split in ("test", "valid"):
+                for direction, metrics in (res.get(split) or {}).items():
+                    if isinstance(metrics, dict):
+                        for m, v in metrics.items():
+                            row[f"{split}.{direction}.{m}"] = v
+            meta = run["metadata"]
+            for key in ("wall_time_s", "time_per_epoch_s", "peak_memory_mb", "n_parameters", "epochs_run",
+                        "stopped_by", "device"):
+                row[key] = meta.get(key)
+            for k, v in (meta.get("protocol") or {}).items():
+                row[f"protocol.{k}"] = _hashable(v)
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v

@@ -1,0 +1,1 @@
+"""Typed configs and profiles, seeding, the shared trainer and iterative bootstrapping."""

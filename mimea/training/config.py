@@ -1,0 +1,168 @@
+"""One typed config tree for a run (LibKGE-style), and the run profiles.
+
+Resolution order, lowest to highest, and nothing else ever rewrites a value:
+
+1. the dataclass defaults below;
+2. the model's ``train_defaults`` (its authors' script settings: lr, batch, epochs...);
+3. the profile (``smoke``, ``cpu``, ``paper``): the dataset, epochs and time budget it runs under;
+4. what the user sets explicitly (CLI flags, a config file, a tuned configuration).
+
+The fully resolved tree is saved with every run, and its hash is the run id.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"          # "synthetic" (embedded default) | FBDB15K | FBYG15K | any folder name
+    data_dir: str | None = None         # ROOT holding NAME/norm/...; None: synthetic cache or $MIMEA_DATA_DIR
+    use_names: bool = False             # names are off in every benchmark of the lineage
+    missing_image: str = "mask"         # "mask" (weight 0, MIMEA default) | "random" (MEAformer mean/std fill)
+    top_k_features: int = 1000          # bag of the top-k relations / attribute names
+    synthetic: dict = field(default_factory=dict)   # generator keyword arguments (size, seed, rates...)
+
+
+@dataclass
+class SplitConfig:
+    ratio: float = 0.2                  # share of links used as seeds (train + validation)
+    mode: str = "lineage"               # "lineage": np.random.seed(42) shuffle (MCLEA/MEAformer test links)
+                                        # "seeded": numpy Generator(split_seed) permutation
+    split_seed: int = 42
+    val_fraction: float = 0.1           # of the seed links, carved off for model selection / early stopping
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 500
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    batch_size: int = 3500              # seed links per optimisation step
+    eval_every: int = 10                # epochs between validation evaluations
+    patience: int = 10                  # evaluations without validation improvement before stopping; 0 = never
+    select_metric: str = "mrr"          # validation metric for model selection / early stopping
+    time_budget_s: float | None = None  # stop (and record it) when the wall time passes this
+    grad_clip: float | None = None
+    iterative: bool = False             # iterative (bootstrapped) training: mutual-NN pseudo-seeds
+    il_start: int = 500                 # epoch where iterative training starts
+    il_every: int = 5                   # epochs between mutual-NN collections
+    il_commit_every: int = 50           # epochs between adding pairs that stayed mutual-NN
+    il_lr_divisor: float = 5.0          # lr /= this when iterative training starts (lineage)
+    device: str = "auto"                # "auto" picks cuda when present; never hard-coded
+    threads: int | None = None          # torch.set_num_threads; None leaves torch's default
+    checkpoint_every: int = 0           # evaluations between checkpoints (0 = at every evaluation)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    similarity: str = "csls"            # "cosine" | "csls"
+    csls_k: int = 3
+    chunk_size: int = 4096
+    export_predictions: bool = False    # per-pair predictions (ids, names, rank, top-k) in the run folder
+    top_k_export: int = 10
+
+
+@dataclass
+class RunConfig:
+    model: str = "gcn_align"
+    model_config: dict = field(default_factory=dict)   # the model's own Config fields, fully resolved
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0                       # initialisation seed (separate from the split seed)
+    profile: str = "smoke"
+
+
+#: Profiles: what each sets. ``model_train_defaults`` says whether the model's own
+#: authors' settings apply (paper) or are capped for speed (smoke, cpu).
+PROFILES: dict[str, dict[str, Any]] = {
+    # Synthetic data, seconds: for tests and `nox -s reproduce` on the embedded default.
+    "smoke": {
+        "train": {"epochs": 60, "eval_every": 10, "patience": 3, "time_budget_s": 120.0, "batch_size": 512},
+    },
+    # Real data on a 2-core CPU: at most 5 minutes a run; the run records how far from converged it stopped.
+    "cpu": {
+        "train": {"epochs": 500, "eval_every": 10, "patience": 5, "time_budget_s": 270.0},
+    },
+    # The lineage's settings: the model's own train_defaults (500 epochs etc.); GPU work.
+    "paper": {
+        "train": {"time_budget_s": None},
+    },
+}
+
+
+def _merge(dc, overrides: dict[str, Any], where: str):
+    """Return a copy of dataclass ``dc`` with ``overrides`` applied (nested), rejecting unknown keys."""
+    names = {f.name: f for f in fields(dc)}
+    kw = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise KeyError(f"unknown config key {where}{key!r}; known: {', '.join(sorted(names))}")
+        cur = getattr(dc, key)
+        if is_dataclass(cur) and isinstance(value, dict):
+            kw[key] = _merge(cur, value, f"{where}{key}.")
+        elif isinstance(cur, dict) and isinstance(value, dict):
+            kw[key] = {**cur, **value}
+        else:
+            kw[key] = value
+    return dataclasses.replace(dc, **kw)
+
+
+def resolve(model: str, profile: str = "smoke", overrides: dict[str, Any] | None = None,
+            model_overrides: dict[str, Any] | None = None) -> RunConfig:
+    """The fully resolved RunConfig for ``model`` under ``profile`` with explicit ``overrides``.
+
+    ``overrides`` is a nested dict over RunConfig (e.g. ``{"split": {"ratio": 0.5}, "seed": 1}``);
+    ``model_overrides`` sets fields of the model's own Config.
+    """
+    from mimea.models import registry  # models sit below training in the data flow
+
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    cls = registry.get(model)
+    cfg = RunConfig(model=model, profile=profile)
+    train_defaults = dict(getattr(cls, "train_defaults", {}) or {})
+    if profile in ("smoke", "cpu"):
+        # The capped profiles keep the model's optimiser settings but not its epoch count / batch.
+        train_defaults.pop("epochs", None)
+        if profile == "smoke":
+            train_defaults.pop("batch_size", None)
+    if train_defaults:
+        cfg = _merge(cfg, {"train": train_defaults}, "")
+    cfg = _merge(cfg, PROFILES[profile], "")
+    if profile == "smoke":
+        cfg = _merge(cfg, {"data": {"dataset": "synthetic"}}, "")
+    if overrides:
+        cfg = _merge(cfg, overrides, "")
+    mc = cls.Config()
+    if model_overrides:
+        mc = _merge(mc, model_overrides, "model_config.")
+    cfg = dataclasses.replace(cfg, model_config=dataclasses.asdict(mc))
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> RunConfig:
+    """Inverse of :func:`to_dict` (used to reload a stored run's config)."""
+    return RunConfig(
+        model=d["model"], model_config=dict(d.get("model_config", {})),
+        data=DataConfig(**d.get("data", {})), split=SplitConfig(**d.get("split", {})),
+        train=TrainConfig(**d.get("train", {})), eval=EvalConfig(**d.get("eval", {})),
+        seed=d.get("seed", 0), profile=d.get("profile", "smoke"),
+    )
+
+
+def model_config(cfg: RunConfig):
+    """The model's typed Config built from ``cfg.model_config``."""
+    from mimea.models import registry
+
+    cls = registry.get(cfg.model)
+    return cls.Config(**cfg.model_config)

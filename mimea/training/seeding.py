@@ -1,0 +1,24 @@
+"""Deterministic seeding and device choice (``cuda`` when present, never hard-coded)."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)
