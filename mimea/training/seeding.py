@@ -11,6 +11,10 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+    # Same seed, same numbers: scatter-based message passing otherwise differs in the last digits between runs
+    # (measured: MRR 0.2068485803 vs 0.2068485521 on the synthetic default). warn_only keeps ops without a
+    # deterministic kernel usable (they warn instead of raising).
+    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

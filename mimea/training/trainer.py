@@ -73,7 +73,7 @@ class Trainer:
         cfg, model = self.cfg, self.model
         gen = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
         start_epoch, history, best_score, best_epoch, bad = 1, [], -math.inf, 0, 0
-        best_state = copy.deepcopy(model.state_dict())
+        best_state = _snapshot(model)
         best_valid: dict = {}
         elapsed_before = 0.0
         il_lr_applied = False
@@ -134,7 +134,7 @@ class Trainer:
                 score = score_of(valid, self.select_metric)
                 if score > best_score:
                     best_score, best_epoch, bad, best_valid = score, epoch, 0, valid
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                    best_state = _snapshot(model)
                 else:
                     bad += 1
                 if self.on_eval:
@@ -174,6 +174,12 @@ class Trainer:
                            epochs_run=epoch, stopped_by=stopped_by, train_time_s=train_time,
                            seeds_added=self.seeder.added if self.seeder else 0,
                            convergence=_convergence(history, self.select_metric, stopped_by, cfg.epochs, epoch))
+
+
+def _snapshot(model: torch.nn.Module) -> dict:
+    """A detached copy of the model's state (tensors cloned; extra state, e.g. PyG's, deep-copied)."""
+    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+            for k, v in model.state_dict().items()}
 
 
 def _progress(cfg: TrainConfig, start: int, desc: str):

@@ -1,0 +1,73 @@
+"""Config resolution, run ids and the run store (no training)."""
+import json
+
+import pytest
+import torch
+
+from mimea.store import RunStore, atomic_write_json, run_id
+from mimea.training.config import PROFILES, from_dict, resolve, to_dict
+
+
+def test_resolution_order_profile_then_explicit():
+    cfg = resolve("gcn_align", "smoke")
+    assert cfg.train.epochs == PROFILES["smoke"]["train"]["epochs"]
+    assert cfg.data.dataset == "synthetic"
+    cfg2 = resolve("gcn_align", "smoke", {"train": {"epochs": 7}, "split": {"ratio": 0.5}})
+    assert cfg2.train.epochs == 7 and cfg2.split.ratio == 0.5
+    # nothing else moved
+    assert cfg2.train.lr == cfg.train.lr and cfg2.eval == cfg.eval
+
+
+def test_unknown_keys_are_rejected():
+    with pytest.raises(KeyError, match="unknown config key"):
+        resolve("gcn_align", "smoke", {"train": {"epoch": 3}})
+    with pytest.raises(KeyError, match="model_config"):
+        resolve("gcn_align", "smoke", model_overrides={"no_such_field": 1})
+    with pytest.raises(KeyError, match="unknown profile"):
+        resolve("gcn_align", "fast")
+
+
+def test_config_round_trip_and_stable_id():
+    cfg = resolve("gcn_align", "cpu", {"data": {"dataset": "FBDB15K"}})
+    d = to_dict(cfg)
+    assert to_dict(from_dict(json.loads(json.dumps(d)))) == d
+    assert run_id(d) == run_id(json.loads(json.dumps(d)))
+    # id-neutral keys (progress, device, data_dir) do not change the id; anything computed does
+    d2 = json.loads(json.dumps(d))
+    d2["train"]["progress"] = not d2["train"]["progress"]
+    d2["data"]["data_dir"] = "/elsewhere"
+    assert run_id(d2) == run_id(d)
+    d2["train"]["lr"] = d2["train"]["lr"] * 2
+    assert run_id(d2) != run_id(d)
+
+
+def test_store_marks_finished_only_after_results(tmp_path):
+    store = RunStore(tmp_path)
+    store.start("r1", {"a": 1})
+    assert not store.is_finished("r1")
+    store.save_checkpoint("r1", {"w": torch.ones(2), "history": [{"epoch": 1, "loss": 0.5}]})
+    state = store.load_checkpoint("r1")
+    assert torch.equal(state["w"], torch.ones(2)) and state["history"][0]["loss"] == 0.5
+    store.finish("r1", {"test": {}}, {"m": 1})
+    assert store.is_finished("r1") and store.load_checkpoint("r1") is None
+    assert list(store.finished_ids()) == ["r1"]
+
+
+def test_atomic_write_leaves_no_temp_files_and_rejects_nan_cleanly(tmp_path):
+    target = tmp_path / "x.json"
+    atomic_write_json(target, {"a": float("nan"), "b": [1, 2]})
+    assert json.loads(target.read_text()) == {"a": None, "b": [1, 2]}
+    assert [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
+    store = RunStore(tmp_path)
+    store.start("r", {})
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, store.path("r") / "checkpoint.pt")
+    with pytest.raises(Exception):
+        store.load_checkpoint("r")
