@@ -1,0 +1,191 @@
+"""MSNEA (Chen et al., KDD 2022, "Multi-modal Siamese Network for Entity Alignment"), under the shared harness.
+
+What makes the method (the entity table, image and attribute encoders come from the shared
+:class:`~mimea.nn.multimodal.MultiModalEncoder`; trainer and evaluator are shared):
+
+* visual-enhanced relation learning: a TransE margin loss ``sum relu(margin + |h + r - t|^2 - |h' + r - t'|^2)``
+  on L2-normalised entity and relation embeddings (one corrupted triple per triple), plus the same loss with
+  head and tail replaced by image-projected embeddings (a second image projection, ``visual_head``);
+* attribute attention guided by the visual embedding: each attribute name has an embedding; an entity's
+  attribute embedding is the softmax(<attribute, visual>)-weighted sum over ITS attributes. With
+  ``attribute_values`` the numeric value enters as ``sigmoid(value)`` next to the name (MSNEA's FC over
+  [name; value]);
+* Siamese contrastive alignment on the relational, visual and attribute embeddings and on the joint
+  (concat, L2-normalised): ``mean((1 - I) S^2 + I relu(align_margin - S)^2)`` over the in-batch similarities S.
+
+Fallback where an entity has no real image (``img_mask`` False; every entity when the pair has no image
+features): its attention is guided by its relational embedding instead, its triples leave the visual TransE
+term, and (missing-image policy ``mask``) its visual part of the joint is zero. With no image features at all the
+visual modality, its alignment term and the visual TransE term are absent. Details: ``docs/baselines.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mimea.data.pair import MMKGPair
+from mimea.models.base import AlignmentModel, Embeddings, ModelConfig
+from mimea.models.registry import register
+from mimea.nn.multimodal import MultiModalEncoder, encoder_protocol
+
+
+def siamese_loss(x: Tensor, y: Tensor, margin: float = 2.0) -> Tensor:
+    """MSNEA's contrastive alignment on in-batch similarities ``S = x y^T`` (row i of x aligned to row i of y)."""
+    s = x @ y.t()
+    eye = torch.eye(s.size(0), dtype=torch.bool, device=s.device)
+    return torch.where(eye, F.relu(margin - s).square(), s.square()).mean()
+
+
+def transe_margin(h: Tensor, r: Tensor, t: Tensor, h_neg: Tensor, t_neg: Tensor, margin: float) -> Tensor:
+    """``sum relu(margin + |h + r - t|^2 - |h' + r - t'|^2)`` (MSNEA sums over the triple batch)."""
+    pos = (h + r - t).square().sum(-1)
+    neg = (h_neg + r - t_neg).square().sum(-1)
+    return F.relu(margin + pos - neg).sum()
+
+
+@register
+class MSNEA(AlignmentModel):
+    """TransE + visual TransE, visually guided attribute attention, Siamese alignment per modality and joint."""
+
+    name: ClassVar[str] = "msnea"
+    # Authors' config.json: Adam lr 1e-3 (no weight decay), batch 5000, max 200 epochs.
+    train_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 5000, "epochs": 200}
+
+    @dataclass
+    class Config(ModelConfig):
+        dim: int = 100                  # every embedding (entity, relation, visual, attribute)
+        margin: float = 1.0             # TransE margin
+        align_margin: float = 2.0       # ContrastiveLoss margin
+        triple_batch_size: int = 5000   # triples (each with one corruption) per optimisation step
+        attribute_values: bool = False  # protocol B (values ignored); True needs pair.att_values
+
+    def __init__(self, pair: MMKGPair, config: "MSNEA.Config"):
+        super().__init__(pair, config)
+        d = config.dim
+        self.encoder = MultiModalEncoder(pair, ("graph", "image", "attribute"), graph_kind="none", graph_dim=d,
+                                         feature_dims=d, entity_init="xavier")
+        self.has_image = "image" in self.encoder.modalities
+        self.relations = nn.Embedding(max(pair.n_rel, 1), d)
+        nn.init.xavier_normal_(self.relations.weight)
+        self.visual_head = nn.Linear(pair.img_features.size(1), d) if self.has_image else None  # MSNEA's fc3
+        values = _attribute_values(pair) if config.attribute_values else None
+        self.attr_fc = nn.Linear(2 * d if values is not None else d, d)  # MSNEA's fc2 over [name; value]
+        nn.init.xavier_normal_(self.attr_fc.weight)
+        if values is not None:
+            self.register_buffer("att_values", torch.sigmoid(values.float()), persistent=False)
+        else:
+            self.att_values = None
+        n_att = self.encoder.feature("attribute").size(1)
+        self.register_buffer("att_onehot", torch.eye(n_att), persistent=False)
+        self.register_buffer("triples", pair.triples.long(), persistent=False)
+        kg_of = torch.zeros(pair.n_ent, dtype=torch.long)
+        kg_of[pair.kg2] = 1
+        self.register_buffer("kg_of", kg_of, persistent=False)
+        self.register_buffer("kg1", pair.kg1.long(), persistent=False)
+        self.register_buffer("kg2", pair.kg2.long(), persistent=False)
+        self.zero_missing_visual = pair.provenance.get("missing_image_policy", "mask") == "mask"
+        self._protocol = encoder_protocol(pair, self.encoder, attribute_values=config.attribute_values)
+
+    # ------------------------------------------------------------------------------------------------
+    def attribute_attention(self, guide: Tensor) -> tuple[Tensor, Tensor]:
+        """(attribute embedding ``[N, d]``, attention ``[N, A]``) with each entity's query ``guide[n]``.
+
+        Attention is a softmax over the entity's own attributes (rows of entities without attributes are zero).
+        """
+        names = self.encoder.encode("attribute", self.att_onehot)              # [A, d] name embeddings
+        d = names.size(1)
+        w = self.attr_fc.weight
+        keys = names @ w[:, :d].t() + self.attr_fc.bias                         # [A, d]: fc2([name; .])
+        logits = guide @ keys.t()                                                # [N, A]
+        if self.att_values is not None:
+            u = w[:, d:].sum(dim=1)                                              # fc2 on a repeated scalar
+            logits = logits + self.att_values * (guide @ u).unsqueeze(1)
+        has = self.encoder.feature("attribute") > 0
+        some = has.any(dim=1, keepdim=True)
+        logits = logits.masked_fill(~has & some, float("-inf"))                  # softmax over own attributes
+        alpha = torch.softmax(logits, dim=1) * some                              # no attribute: zero row
+        out = alpha @ keys
+        if self.att_values is not None:
+            out = out + (alpha * self.att_values).sum(dim=1, keepdim=True) * u
+        return out, alpha
+
+    def forward(self) -> Embeddings:
+        embs = self.encoder()
+        rel = F.normalize(embs["graph"], dim=-1)
+        out = {"graph": rel}
+        guide = rel
+        if self.has_image:
+            vis = F.normalize(embs["image"], dim=-1)
+            real = self.encoder.img_mask.unsqueeze(1)
+            guide = torch.where(real, vis, rel)
+            out["image"] = vis * real if self.zero_missing_visual else vis
+        att, alpha = self.attribute_attention(guide)
+        out["attribute"] = att
+        joint = F.normalize(torch.cat(list(out.values()), dim=1), dim=-1)
+        return Embeddings(joint=joint, modalities=out, extras={"attribute_attention": alpha})
+
+    # ------------------------------------------------------------------------------------------------
+    def _corrupt(self, triples: Tensor) -> tuple[Tensor, Tensor]:
+        """One corrupted (head, tail) per triple: head or tail (fair coin) replaced by a uniform same-KG entity."""
+        h, t = triples[:, 0], triples[:, 2]
+        kg = self.kg_of[h]
+        n1, n2 = self.kg1.numel(), self.kg2.numel()
+        draw = (torch.rand(h.shape, device=h.device) * torch.where(kg == 0, n1, n2)).long()
+        repl = torch.where(kg == 0, self.kg1[draw.clamp(max=n1 - 1)], self.kg2[draw.clamp(max=n2 - 1)])
+        head = torch.rand(h.shape, device=h.device) < 0.5
+        return torch.where(head, repl, h), torch.where(head, t, repl)
+
+    def relation_loss(self, rel_emb: Tensor) -> Tensor:
+        """TransE on ``triple_batch_size`` random triples, plus visual TransE where all four entities have images."""
+        n_tri = self.triples.size(0)
+        if n_tri == 0:
+            return rel_emb.new_zeros(())
+        idx = torch.randint(n_tri, (min(self.config.triple_batch_size, n_tri),), device=self.triples.device)
+        tri = self.triples[idx]
+        h, r, t = tri[:, 0], tri[:, 1], tri[:, 2]
+        h_neg, t_neg = self._corrupt(tri)
+        rvec = F.normalize(self.relations(r), dim=-1)
+        m = self.config.margin
+        loss = transe_margin(rel_emb[h], rvec, rel_emb[t], rel_emb[h_neg], rel_emb[t_neg], m)
+        if self.has_image:
+            real = self.encoder.img_mask
+            keep = real[h] & real[t] & real[h_neg] & real[t_neg]
+            if keep.any():
+                ents = torch.stack([h, t, h_neg, t_neg])[:, keep]
+                iw = F.normalize(self.visual_head(self.encoder.feature("image")[ents]), dim=-1)
+                loss = loss + transe_margin(iw[0], rvec[keep], iw[1], iw[2], iw[3], m)
+        return loss
+
+    def loss(self, emb: Embeddings, links: Tensor) -> tuple[Tensor, dict[str, float]]:
+        a, b = links[:, 0], links[:, 1]
+        margin = self.config.align_margin
+        terms = {m: siamese_loss(e[a], e[b], margin) for m, e in emb.modalities.items()}
+        terms["joint"] = siamese_loss(emb.joint[a], emb.joint[b], margin)
+        align = torch.stack(list(terms.values())).sum()
+        rel = self.relation_loss(emb.modalities["graph"])
+        logs = {"loss_relation": float(rel.detach()), "loss_align": float(align.detach())}
+        logs.update({f"align_{k}": float(v.detach()) for k, v in terms.items()})
+        return rel + align, logs
+
+    def protocol(self) -> dict[str, Any]:
+        return dict(self._protocol)
+
+    @classmethod
+    def search_space(cls, trial) -> dict[str, Any]:
+        return {"margin": trial.suggest_float("margin", 0.5, 3.0),
+                "align_margin": trial.suggest_float("align_margin", 1.0, 3.0)}
+
+
+def _attribute_values(pair: MMKGPair) -> Tensor:
+    """The pair's numeric attribute values ``[N, A]`` (columns as ``att_features``); a clear error without them."""
+    values = getattr(pair, "att_values", None)
+    if values is None:
+        raise ValueError(f"MSNEA attribute_values=True needs numeric attribute values, and pair {pair.name!r} "
+                         "carries none (MMKGPair.att_values); use attribute_values=False (protocol B)")
+    if tuple(values.shape) != tuple(pair.att_features.shape):
+        raise ValueError(f"att_values has shape {tuple(values.shape)}, att_features {tuple(pair.att_features.shape)}")
+    return values

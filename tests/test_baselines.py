@@ -1,0 +1,261 @@
+"""EVA, MCLEA, MEAformer and MSNEA under the shared harness: they train, and each keeps its defining property."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from baselines.eva import EVA
+from baselines.mclea import MCLEA
+from baselines.meaformer import MEAformer
+from baselines.msnea import MSNEA
+from mimea.data.pair import MMKGPair
+from mimea.models import registry
+from mimea.models.base import Embeddings
+from mimea.nn.encoders import EntityEmbedding, FeatureEncoder
+from mimea.nn.global_fusion import GlobalWeightFusion, weighted_concat
+from mimea.nn.graph import DiagGAT, GATConvEncoder, GCNEncoder
+from mimea.nn.multimodal import MultiModalEncoder
+
+BASELINES = (EVA, MCLEA, MEAformer, MSNEA)
+#: Narrow widths so every step takes milliseconds on the synthetic pair.
+SMALL = {
+    EVA: dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
+    MCLEA: dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
+    MEAformer: dict(graph_dim=24, relation_dim=24, attribute_dim=24, image_dim=24, name_dim=24),
+    MSNEA: dict(dim=24, triple_batch_size=512),
+}
+
+
+def _model(cls, pair, **over):
+    torch.manual_seed(0)
+    return cls(pair, cls.Config(**{**SMALL[cls], **over}))
+
+
+def _train(model, links, steps=15, lr=1e-2):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss, logs = model.loss(model(), links)
+        assert all(isinstance(v, float) for v in logs.values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _no_image(pair: MMKGPair) -> MMKGPair:
+    return dataclasses.replace(pair, img_features=None, img_mask=torch.zeros(pair.n_ent, dtype=torch.bool),
+                               provenance={**pair.provenance, "image_features": "absent"})
+
+
+@pytest.fixture(scope="module")
+def pair(synthetic_pair) -> MMKGPair:
+    return synthetic_pair
+
+
+@pytest.fixture(scope="module")
+def links(pair) -> torch.Tensor:
+    return pair.links[:128]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every baseline
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
+def test_trains_and_loss_decreases(cls, pair, links):
+    losses = _train(_model(cls, pair), links)
+    assert all(torch.isfinite(torch.tensor(losses)))
+    head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert tail < head - 0.1 * abs(head), (head, tail)
+
+
+@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
+def test_registered_config_round_trips_and_defaults(cls, pair):
+    assert registry.get(cls.name) is cls
+    cfg = cls.Config(**SMALL[cls])
+    again = cls.Config(**json.loads(json.dumps(dataclasses.asdict(cfg))))    # as the run store reloads it
+    model = cls(pair, again)
+    emb = model()
+    assert emb.joint.shape[0] == pair.n_ent and torch.isfinite(emb.joint).all()
+    assert {"lr", "weight_decay", "batch_size", "epochs"} <= set(cls.train_defaults)
+    proto = model.protocol()
+    assert proto["names"] is False and proto["attribute_values"] is False and proto["images"] == "synthetic"
+    space = cls.search_space(_AnyTrial())
+    assert space and set(space) <= {f.name for f in dataclasses.fields(cls.Config)}
+
+
+class _AnyTrial:
+    """Answers every suggestion with its lower bound (enough to check the keys a search space returns)."""
+
+    def suggest_float(self, name, low, high, **kw):
+        return low
+
+    def suggest_int(self, name, low, high, **kw):
+        return low
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+
+@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
+def test_no_baseline_builds_its_own_encoders(cls, pair):
+    model = _model(cls, pair)
+    encoders = [m for m in model.modules() if isinstance(m, MultiModalEncoder)]
+    assert encoders == [model.encoder]
+    inside = {id(m) for m in model.encoder.modules()}
+    own = [type(m).__name__ for m in model.modules()
+           if isinstance(m, (EntityEmbedding, FeatureEncoder, DiagGAT, GATConvEncoder, GCNEncoder))
+           and id(m) not in inside]
+    assert own == []
+
+
+@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
+def test_without_images_the_visual_parts_are_absent(cls, pair, links):
+    model = _model(cls, _no_image(pair))
+    emb = model()
+    assert "image" not in emb.modalities and "image" not in model.encoder.modalities
+    assert model.protocol()["images"] == "absent"
+    loss, _ = model.loss(emb, links)
+    assert torch.isfinite(loss)
+
+
+def test_default_train_settings_are_the_authors():
+    assert EVA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 7500, "epochs": 1000}
+    assert MCLEA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 512, "epochs": 1000}
+    assert MEAformer.train_defaults["grad_clip"] == 1.0 and MEAformer.train_defaults["batch_size"] == 3500
+    assert MSNEA.train_defaults["lr"] == 1e-3 and MSNEA.train_defaults["epochs"] == 200
+    from mimea.training.config import resolve
+
+    assert resolve("meaformer", "paper").train.grad_clip == 1.0
+    assert resolve("mclea", "paper").train.batch_size == 512
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# What makes each method
+# ---------------------------------------------------------------------------------------------------------------
+def test_eva_weights_are_global_and_learned(pair, links):
+    model = _model(EVA, pair)
+    before = model.modality_weights()[1][0].clone()
+    _train(model, links, steps=5)
+    names, w = model.modality_weights()
+    assert names == model.encoder.modalities and w.shape == (pair.n_ent, len(names))
+    assert torch.equal(w, w[:1].expand_as(w))                       # identical for every entity
+    assert torch.allclose(w.sum(1), torch.ones(pair.n_ent))
+    assert not torch.allclose(w[0], before)                          # the weights did train
+
+
+def test_eva_joint_loss_reaches_only_the_weights(pair, links):
+    model = _model(EVA, pair)
+    emb = model()
+    joint_only = torch.autograd.grad(_joint_nca(model, emb, links), [model.fusion.raw, model.encoder.entity.weight],
+                                     allow_unused=True)
+    assert joint_only[0] is not None and joint_only[0].abs().sum() > 0
+    assert joint_only[1] is None or joint_only[1].abs().sum() == 0
+
+
+def _joint_nca(model, emb, links):
+    from mimea.nn.losses import nca_loss
+
+    c = model.config
+    return nca_loss(emb.joint[links[:, 0]], emb.joint[links[:, 1]], alpha=c.alpha, beta=c.beta, ep=c.ep)
+
+
+def test_mclea_ial_gradient_does_not_reach_the_joint(pair, links):
+    model = _model(MCLEA, pair)
+    emb = model()
+    joint = emb.joint.detach().requires_grad_()
+    uni = {m: e.detach().requires_grad_() for m, e in emb.modalities.items()}
+    model.ial(Embeddings(joint=joint, modalities=uni), links).backward()
+    assert joint.grad is None or joint.grad.abs().sum() == 0
+    assert all(u.grad is not None and u.grad.abs().sum() > 0 for u in uni.values())
+    # and through the real graph: IAL leaves the fusion weights untouched
+    model.zero_grad()
+    model.ial(model(), links).backward()
+    assert model.fusion.raw.grad is None or model.fusion.raw.grad.abs().sum() == 0
+    assert model.ial_weighting.log_vars.grad is not None
+
+
+def test_meaformer_weights_are_per_entity_and_sum_to_one(pair, links):
+    model = _model(MEAformer, pair)
+    _train(model, links, steps=3)
+    names, w = model.modality_weights()
+    assert names == model.encoder.modalities and w.shape == (pair.n_ent, len(names))
+    assert torch.allclose(w.sum(1), torch.ones(pair.n_ent), atol=1e-5)
+    assert (w >= 0).all()
+    assert (w - w.mean(0)).abs().max() > 1e-4                       # entity-level, not one global row
+    emb = model()
+    assert set(emb.extras["hidden"]) == set(names)
+
+
+def test_meaformer_joint_is_weighted_concat_of_normalised_unimodal(pair):
+    model = _model(MEAformer, pair).eval()
+    emb = model()
+    names = model.encoder.modalities
+    expected = weighted_concat([emb.modalities[m] for m in names], emb.extras["weights"])
+    assert torch.allclose(emb.joint, expected)
+
+
+def test_msnea_attention_sums_to_one_and_follows_the_visual_embedding(pair):
+    model = _model(MSNEA, pair).eval()
+    has_att = model.encoder.feature("attribute").gt(0)
+    real = model.encoder.img_mask
+    emb = model()
+    alpha = emb.extras["attribute_attention"]
+    some = has_att.any(1)
+    assert torch.allclose(alpha[some].sum(1), torch.ones(int(some.sum())), atol=1e-5)
+    assert (alpha[~some] == 0).all() and (alpha[~has_att] == 0).all()
+    with torch.no_grad():                                            # change only the visual encoder
+        model.encoder.features["image"].net.weight.mul_(-1.0)
+    alpha2 = model().extras["attribute_attention"]
+    several = has_att.sum(1) >= 2
+    moved = (alpha2 - alpha).abs().sum(1)
+    assert moved[several & real].min() > 0                           # guided by the visual embedding
+    assert moved[~real].max() == 0                                   # no real image: relational guide
+
+
+def test_msnea_attribute_values_need_values_and_change_the_embedding(pair):
+    with pytest.raises(ValueError, match="att_values"):
+        _model(MSNEA, pair, attribute_values=True)
+    with_values = dataclasses.replace(pair)
+    with_values.att_values = torch.randn(pair.att_features.shape) * pair.att_features
+    a = _model(MSNEA, with_values, attribute_values=True)
+    assert a.protocol()["attribute_values"] is True
+    att1 = a().modalities["attribute"]
+    with_values.att_values = with_values.att_values + 3.0 * pair.att_features
+    att2 = _model(MSNEA, with_values, attribute_values=True)().modalities["attribute"]
+    assert not torch.allclose(att1, att2)
+
+
+def test_msnea_relation_table_covers_max_relation_id(pair):
+    model = _model(MSNEA, pair)
+    assert model.relations.num_embeddings == int(pair.triples[:, 1].max()) + 1
+
+
+def test_global_weight_fusion_concat():
+    fusion = GlobalWeightFusion(("x", "y"))
+    x, y = torch.randn(5, 3), torch.randn(5, 2)
+    joint = fusion({"x": x, "y": y})
+    assert joint.shape == (5, 5)
+    assert torch.allclose(joint[:, :3].norm(dim=1), torch.full((5,), 0.5))
+    with pytest.raises(KeyError):
+        fusion({"x": x})
+
+
+@pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
+def test_pipeline_run_records_the_protocol(cls, tmp_path, synthetic_root):
+    from mimea.pipeline import run
+    from mimea.training.config import resolve
+
+    root, name = synthetic_root
+    over = {"data": {"dataset": name, "data_dir": str(root)},
+            "train": {"epochs": 2, "eval_every": 1, "patience": 0, "progress": False}}
+    out = run(resolve(cls.name, "smoke", over, model_overrides=SMALL[cls]), tmp_path)
+    proto = out["metadata"]["protocol"]
+    assert proto["iterative"] is False and proto["names"] is False and proto["attribute_values"] is False
+    assert proto["images"] == "synthetic" and "image" in proto["modalities"]
+    assert out["metadata"]["n_parameters"] > 0 and 0.0 <= out["results"]["test"]["mean"]["hits@1"] <= 1.0
+    assert (out["path"] / "modality_weights.pt").is_file() == (cls is not MSNEA)
