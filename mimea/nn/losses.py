@@ -1,0 +1,159 @@
+"""Alignment losses of the lineage, on already computed embeddings (device-agnostic).
+
+Row ``i`` of ``a`` (a KG1 entity) is aligned with row ``i`` of ``b`` (its KG2 counterpart) everywhere.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _check_pair(a: Tensor, b: Tensor) -> None:
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"expected two [B, d] tensors of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+
+
+def _masked_self(logits: Tensor) -> Tensor:
+    """Mask the diagonal of a ``[B, B]`` same-KG similarity with the dtype's lowest value (finite)."""
+    eye = torch.eye(logits.size(0), dtype=torch.bool, device=logits.device)
+    return logits.masked_fill(eye, torch.finfo(logits.dtype).min)
+
+
+def _contrast_logits(a: Tensor, b: Tensor, tau: float, intra_negatives: bool) -> tuple[Tensor, Tensor]:
+    """MCLEA's ``[a b^T | a a^T]`` and ``[b a^T | b b^T]`` logits (same-KG diagonal masked)."""
+    ab = a @ b.t() / tau
+    logits_a, logits_b = ab, ab.t()
+    if intra_negatives:
+        logits_a = torch.cat([ab, _masked_self(a @ a.t() / tau)], dim=1)
+        logits_b = torch.cat([ab.t(), _masked_self(b @ b.t() / tau)], dim=1)
+    return logits_a, logits_b
+
+
+def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, *, normalize: bool = True,
+             intra_negatives: bool = True, reduction: str = "mean") -> Tensor:
+    """MCLEA's intra-modal contrastive loss (ICL), bidirectional, with in-batch negatives.
+
+    For direction a->b the target of row ``i`` is ``b_i`` among all rows of ``b`` and, when
+    ``intra_negatives``, the other rows of ``a`` (same-KG negatives; ``a_i`` itself masked); b->a is
+    symmetric. The loss is the mean of both directions (the authors' ``ab_weight=0.5``).
+    ``reduction``: ``"mean"`` (scalar) | ``"sum"`` | ``"none"`` (per-pair ``[B]``).
+    """
+    _check_pair(a, b)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"unknown reduction {reduction!r}; known: mean, sum, none")
+    if normalize:
+        a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logits_a, logits_b = _contrast_logits(a, b, tau, intra_negatives)
+    target = torch.arange(a.size(0), device=a.device)
+    per_pair = 0.5 * (F.cross_entropy(logits_a, target, reduction="none")
+                      + F.cross_entropy(logits_b, target, reduction="none"))
+    if reduction == "none":
+        return per_pair
+    return per_pair.sum() if reduction == "sum" else per_pair.mean()
+
+
+def ial_loss(uni_a: Tensor, uni_b: Tensor, joint_a: Tensor, joint_b: Tensor, tau2: float = 4.0, *,
+             zoom: float = 0.1, intra_negatives: bool = True, normalize: bool = True) -> Tensor:
+    """MCLEA's inter-modal alignment loss (IAL): unimodal in-batch distributions toward the joint one.
+
+    Both similarity distributions are built as in :func:`info_nce` (temperature ``tau2``); the loss is
+    ``KL(softmax(joint) || softmax(uni))`` with the joint side DETACHED, so no gradient reaches the
+    joint embedding. As in the authors' code, the KL is averaged over all ``B x 2B`` entries
+    (``reduction="mean"`` of ``F.kl_div``), the two directions are averaged, and the result is
+    multiplied by ``zoom`` (0.1).
+    """
+    _check_pair(uni_a, uni_b)
+    _check_pair(joint_a, joint_b)
+    if normalize:
+        uni_a, uni_b = F.normalize(uni_a, dim=1), F.normalize(uni_b, dim=1)
+        joint_a, joint_b = F.normalize(joint_a, dim=1), F.normalize(joint_b, dim=1)
+    p_a, p_b = _contrast_logits(uni_a, uni_b, tau2, intra_negatives)
+    with torch.no_grad():
+        q_a, q_b = _contrast_logits(joint_a.detach(), joint_b.detach(), tau2, intra_negatives)
+    kl_a = F.kl_div(F.log_softmax(p_a, dim=1), F.softmax(q_a, dim=1), reduction="none").mean()
+    kl_b = F.kl_div(F.log_softmax(p_b, dim=1), F.softmax(q_b, dim=1), reduction="none").mean()
+    return zoom * 0.5 * (kl_a + kl_b)
+
+
+def nca_loss(a: Tensor, b: Tensor, alpha: float = 15.0, beta: float = 10.0, ep: float = 0.5) -> Tensor:
+    """EVA's NCA-style loss on cosine similarities ``S = norm(a) norm(b)^T``.
+
+    ``mean_i [ log(1 + sum_{j!=i} exp(alpha (S_ji - ep))) / alpha + log(1 + sum_{j!=i} exp(alpha (S_ij - ep))) / alpha
+    - beta log(1 + relu(S_ii)) ]``, computed with ``logsumexp`` (stable for any ``alpha``).
+    EVA uses alpha 5 for the GCN view and 15 otherwise, beta 10, ep 0.5.
+    """
+    _check_pair(a, b)
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    scores = a @ b.t()
+    z = alpha * (scores - ep)
+    eye = torch.eye(z.size(0), dtype=torch.bool, device=z.device)
+    z = z.masked_fill(eye, float("-inf"))
+    zero = z.new_zeros(z.size(0), 1)
+    log_rows = torch.logsumexp(torch.cat([zero, z], dim=1), dim=1)          # log(1 + S_.sum(1))
+    log_cols = torch.logsumexp(torch.cat([zero, z.t()], dim=1), dim=1)      # log(1 + S_.sum(0))
+    pos = torch.log1p(F.relu(scores.diagonal()))
+    return (log_cols / alpha + log_rows / alpha - beta * pos).mean()
+
+
+def margin_loss(emb: Tensor, links: Tensor, neg_links: Tensor, gamma: float = 3.0, p: int = 1) -> Tensor:
+    """GCN-Align's margin ranking loss with the ``p``-norm distance (p=1: Manhattan).
+
+    ``links``: ``[B, 2]`` aligned pairs; ``neg_links``: ``[B, K, 2]`` corrupted pairs for each link.
+    ``mean over (b, k) of relu(gamma + d(links_b) - d(neg_links_bk))`` (the authors divide the sum
+    by ``2 k t``, i.e. the mean over their ``2k`` negatives per link).
+    """
+    if links.dim() != 2 or links.size(1) != 2:
+        raise ValueError(f"links must be [B, 2], got {tuple(links.shape)}")
+    if neg_links.dim() != 3 or neg_links.size(0) != links.size(0) or neg_links.size(2) != 2:
+        raise ValueError(f"neg_links must be [B, K, 2] with B={links.size(0)}, got {tuple(neg_links.shape)}")
+    pos = torch.linalg.vector_norm(emb[links[:, 0]] - emb[links[:, 1]], ord=p, dim=-1)        # [B]
+    neg = torch.linalg.vector_norm(emb[neg_links[..., 0]] - emb[neg_links[..., 1]], ord=p, dim=-1)  # [B, K]
+    return F.relu(gamma + pos.unsqueeze(1) - neg).mean()
+
+
+def sample_negatives(links: Tensor, candidates_left: Tensor, candidates_right: Tensor, k: int,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """GCN-Align's uniform negatives: ``[B, 2k, 2]``, the first ``k`` replace the right entity of each
+    link by a uniform draw from ``candidates_right``, the last ``k`` replace the left one by a draw from
+    ``candidates_left`` (with replacement). Drawn on the generator's device, returned on ``links``'.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if candidates_left.numel() == 0 or candidates_right.numel() == 0:
+        raise ValueError("negative candidates must be non-empty")
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    b = links.size(0)
+    i_right = torch.randint(candidates_right.numel(), (b, k), generator=generator, device=gen_device)
+    i_left = torch.randint(candidates_left.numel(), (b, k), generator=generator, device=gen_device)
+    right = candidates_right.to(links.device)[i_right.to(links.device)]
+    left = candidates_left.to(links.device)[i_left.to(links.device)]
+    keep_l = links[:, :1].expand(b, k)
+    keep_r = links[:, 1:].expand(b, k)
+    corrupt_right = torch.stack([keep_l, right], dim=-1)
+    corrupt_left = torch.stack([left, keep_r], dim=-1)
+    return torch.cat([corrupt_right, corrupt_left], dim=1)
+
+
+class UncertaintyWeighting(nn.Module):
+    """Kendall-style learned loss weights, exactly MCLEA's ``CustomMultiLossLayer``.
+
+    ``sum_i exp(-s_i) * L_i + s_i`` with learnable ``s_i`` (initialised to 0). This is Kendall et
+    al.'s ``L / (2 sigma^2) + log sigma`` with ``s = log sigma^2`` up to a factor 2 the authors drop.
+    """
+
+    def __init__(self, n_terms: int):
+        super().__init__()
+        if n_terms < 1:
+            raise ValueError(f"n_terms must be >= 1, got {n_terms}")
+        self.log_vars = nn.Parameter(torch.zeros(n_terms))
+
+    def forward(self, losses: list[Tensor]) -> Tensor:
+        if len(losses) != self.log_vars.numel():
+            raise ValueError(f"expected {self.log_vars.numel()} losses, got {len(losses)}")
+        stacked = torch.stack([torch.as_tensor(x, device=self.log_vars.device).reshape(()) for x in losses])
+        return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
+
+    def weights(self) -> Tensor:
+        """Current per-term weights ``exp(-s_i)`` (detached), for logging."""
+        return torch.exp(-self.log_vars.detach())
