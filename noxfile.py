@@ -25,7 +25,7 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (the README's test command; .ci/run runs exactly this)."""
-    _install(session)
+    _install(session, "test,postgres")
     session.run("python", "-m", "pytest", "-q", *session.posargs)
 
 
@@ -43,7 +43,8 @@ def reproduce(session: nox.Session) -> None:
 def tune(session: nox.Session) -> None:
     """A short Optuna study of MIMEA on the embedded default."""
     _install(session, "test,postgres")
-    args = session.posargs or ["--model", "mimea", "--n-trials", "6", "--no-progress"]
+    args = session.posargs or ["--model", "mimea", "--n-trials", "6", "--no-progress", "--epochs", "10",
+                               "--set", "train.eval_every=2", 'data.synthetic={"n_latent": 600}']
     session.run("mimea", "tune", *args)
 
 

@@ -70,7 +70,12 @@ def build_config(args):
         train["progress"] = False
     model_overrides = parse_assignments(args.model_set)
     if args.config:
-        model_overrides = {**json.loads(Path(args.config).read_text(encoding="utf-8")), **model_overrides}
+        loaded = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        if "model_config" in loaded:  # a tuned best.json: {"model_config": {...}, "train": {...}, ...}
+            for key, value in (loaded.get("train") or {}).items():
+                train.setdefault(key, value)
+            loaded = loaded["model_config"]
+        model_overrides = {**loaded, **model_overrides}
     return resolve(args.model, args.profile, overrides, model_overrides)
 
 
@@ -120,7 +125,8 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")
     p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="any RunConfig field, e.g. train.lr=1e-3")
     p.add_argument("--model-set", nargs="*", metavar="KEY=VALUE", help="a field of the model's Config")
-    p.add_argument("--config", default=None, help="JSON file of model Config fields (e.g. a tuned best.json)")
+    p.add_argument("--config", default=None,
+                   help="JSON of model Config fields, or a tuned best.json (its model_config and train keys)")
     p.add_argument("--results", default="results", help="run store root (default: results)")
     p.add_argument("--no-progress", action="store_true")
 
