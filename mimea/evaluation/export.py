@@ -4,32 +4,17 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from mimea.atomic import atomic_write_text
 from mimea.evaluation.neighbours import nearest_neighbours
 from mimea.evaluation.ranking import evaluate
 
 #: CSV columns, in order. ``top_ids``/``top_names`` are the top-k left-to-right candidates joined by ``|``.
 COLUMNS = ("left_id", "right_id", "left_name", "right_name", "rank_l2r", "top_ids", "top_names")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync, then ``os.replace`` it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @torch.no_grad()
@@ -69,5 +54,5 @@ def export_predictions(
         writer.writerow([left, right, name(left), name(right), format(rank, ".10g"),
                          "|".join(map(str, cands)), "|".join(name(c) for c in cands) if names is not None else ""])
     out = Path(path)
-    _write_atomic(out, buf.getvalue())
+    atomic_write_text(out, buf.getvalue())
     return out
