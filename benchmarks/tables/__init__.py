@@ -1,0 +1,1 @@
+"""The paper tables: one module per table (plan the runs it needs, build it), the registry, rendering."""

@@ -1,0 +1,82 @@
+"""Table 4: ablation of MIMEA: without each module, without each modality (both datasets, one seed ratio)."""
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.tables.registry import DIRECTION, OURS, TABLES, model_label
+from benchmarks.tables.render import Column, Group, Row, Table, data_notes, metric_cell, missing_note, \
+    protocol_notes, run_notes
+from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, group_records, make_spec
+from benchmarks.tables.table2_fbdb import METRICS, data_caption, ratio_header
+
+NUMBER = 4
+DATASETS = ("FBDB15K", "FBYG15K")
+#: (MIMEA config values that switch the module off, row label). The interaction layer only feeds the fusion
+#: weights, so plain-mean fusion switches it off too (MIMEA's Config rejects fusion=mean with interaction=True).
+MODULES: tuple[tuple[dict[str, Any], str], ...] = (
+    ({"fusion": "mean", "interaction": False}, "w/o probability-guided fusion (plain mean, no interaction)"),
+    ({"transport": "none"}, "w/o optimal transport"),
+    ({"cl_weighting": "uniform"}, "w/o adaptive contrastive weighting (uniform)"),
+    ({"interaction": False}, "w/o intra-/inter-modal interaction"),
+)
+#: MIMEA's modalities when its Config cannot be read (the Config's own default wins).
+FALLBACK_MODALITIES = ("graph", "relation", "attribute", "image")
+
+
+def mimea_modalities() -> tuple[str, ...]:
+    from mimea.models import registry
+
+    try:
+        return tuple(registry.get(OURS).Config().modalities)
+    except (KeyError, AttributeError):
+        return FALLBACK_MODALITIES
+
+
+def variants() -> list[tuple[str | None, str, dict[str, Any]]]:
+    """(group title, row label, MIMEA config overrides); the full model first, with no overrides."""
+    out: list[tuple[str | None, str, dict[str, Any]]] = [(None, f"{model_label(OURS)}, full", {})]
+    out += [("Without a module", label, dict(values)) for values, label in MODULES]
+    mods = mimea_modalities()
+    out += [("Without a modality", f"w/o {m}", {"modalities": tuple(x for x in mods if x != m)}) for m in mods]
+    return out
+
+
+def _specs(ctx: Context) -> list[tuple[str | None, str, str, RunSpec]]:
+    ratio = ctx.single_ratio()
+    return [(group, label, ds, make_spec(ctx, OURS, ds, ratio, seed, ov))
+            for group, label, ov in variants() for ds in ctx.dataset_keys(DATASETS) for seed in ctx.seeds()]
+
+
+def plan(ctx: Context) -> list[RunSpec]:
+    return [s for *_, s in _specs(ctx)]
+
+
+def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
+    specs = _specs(ctx)
+    datasets = ctx.dataset_keys(DATASETS)
+    columns = [Column(f"{ds}:{m}", (dataset_label(ctx, ds), name)) for ds in datasets for m, name in METRICS]
+    groups: dict[str | None, list[Row]] = {}
+    seen: set[tuple] = set()
+    used: list[RunRecord] = []
+    for group, label, _ds, _spec in specs:
+        if (group, label) in seen:
+            continue
+        seen.add((group, label))
+        cells = {}
+        for ds in datasets:
+            mine = [s for g, lab, d, s in specs if g == group and lab == label and d == ds]
+            recs = group_records(mine, runs).get((OURS, ds, ctx.single_ratio(), mine[0].variant), [])
+            used += recs
+            for m, _ in METRICS:
+                cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
+        groups.setdefault(group, []).append(Row(label, cells))
+    used = list({r.spec.run_id: r for r in used}.values())
+    caption = (f"{model_label(OURS)} with one module switched off or one modality left out, seed ratio "
+               f"{ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
+               + " ".join(data_caption(ctx, ds) for ds in datasets))
+    notes = run_notes(used, ctx.replicates) + protocol_notes(used, {OURS: model_label(OURS)}) \
+        + data_notes(used, {ds: dataset_label(ctx, ds) for ds in datasets}) \
+        + missing_note([s for *_, s in specs], runs, {OURS: model_label(OURS)})
+    return Table(NUMBER, TABLES[NUMBER].title, caption, columns,
+                 [Group(title, rows) for title, rows in groups.items()], notes, stub="Variant",
+                 replicates=ctx.replicates)

@@ -1,0 +1,80 @@
+"""Table 6: each design choice of docs/method.md against the alternative not taken (MIMEA, one seed ratio)."""
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.tables.registry import DIRECTION, OURS, PRIMARY_DATASET, TABLES, model_label
+from benchmarks.tables.render import Column, Group, Row, Table, data_notes, metric_cell, missing_note, \
+    protocol_notes, run_notes
+from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, group_records, make_spec
+from benchmarks.tables.table2_fbdb import METRICS, data_caption, ratio_header
+
+NUMBER = 6
+#: (MIMEA config field, group title, (our choice, the alternative)). A choice equal to MIMEA's default runs with
+#: no override, so it is the same run as the full model of tables 2, 4 and 5.
+DESIGN: tuple[tuple[str, str, tuple[Any, ...]], ...] = (
+    ("fusion", "Modality fusion", ("beta", "softmax")),
+    ("transport", "Cross-KG transport", ("sinkhorn", "identity")),
+    ("cl_weighting", "Contrastive-loss weighting", ("adaptive", "uncertainty")),
+)
+
+
+def _defaults() -> dict[str, Any]:
+    import dataclasses
+
+    from mimea.models import registry
+
+    try:
+        return dataclasses.asdict(registry.get(OURS).Config())
+    except KeyError:
+        return {}
+
+
+def _specs(ctx: Context) -> list[tuple[str, str, str, RunSpec]]:
+    defaults = _defaults()
+    out = []
+    for field, title, choices in DESIGN:
+        for value in choices:
+            tag = "ours" if defaults.get(field, choices[0]) == value else "alternative"
+            override = {} if defaults.get(field) == value else {field: value}
+            for ds in ctx.dataset_keys((PRIMARY_DATASET,)):
+                for seed in ctx.seeds():
+                    out.append((title, f"{field} = {value} ({tag})", ds,
+                                make_spec(ctx, OURS, ds, ctx.single_ratio(), seed, override)))
+    return out
+
+
+def plan(ctx: Context) -> list[RunSpec]:
+    return [s for *_, s in _specs(ctx)]
+
+
+def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
+    specs = _specs(ctx)
+    datasets = ctx.dataset_keys((PRIMARY_DATASET,))
+    columns = [Column(f"{ds}:{m}", (dataset_label(ctx, ds), name) if len(datasets) > 1 else (name,))
+               for ds in datasets for m, name in METRICS]
+    groups: dict[str, list[Row]] = {}
+    labels_done: set[tuple[str, str]] = set()
+    used: list[RunRecord] = []
+    for title, label, _ds, _s in specs:
+        if (title, label) in labels_done:
+            continue
+        labels_done.add((title, label))
+        cells = {}
+        for ds in datasets:
+            mine = [s for t, lab, d, s in specs if t == title and lab == label and d == ds]
+            recs = group_records(mine, runs).get((OURS, ds, ctx.single_ratio(), mine[0].variant), [])
+            used += recs
+            for m, _ in METRICS:
+                cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
+        groups.setdefault(title, []).append(Row(label, cells))
+    used = list({r.spec.run_id: r for r in used}.values())
+    caption = (f"{model_label(OURS)} with each design choice of docs/method.md replaced by its alternative (one at "
+               f"a time), seed ratio {ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
+               + " ".join(data_caption(ctx, ds) for ds in datasets))
+    notes = run_notes(used, ctx.replicates) + protocol_notes(used, {OURS: model_label(OURS)}) \
+        + data_notes(used, {ds: dataset_label(ctx, ds) for ds in datasets}) \
+        + missing_note([s for *_, s in specs], runs, {OURS: model_label(OURS)})
+    title = TABLES[NUMBER].title + ("" if len(datasets) > 1 else f" ({dataset_label(ctx, datasets[0])})")
+    return Table(NUMBER, title, caption, columns, [Group(t, rows) for t, rows in groups.items()], notes,
+                 stub="Choice", bold_scope="group", replicates=ctx.replicates)

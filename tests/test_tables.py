@@ -1,0 +1,253 @@
+"""The paper-tables harness (benchmarks/run.py): every table on the synthetic default with tiny runs.
+
+One module-scoped sweep (``--table all``: one baseline and MIMEA, one seed ratio, one dataset for the per-dataset
+tables, 4 epochs of width-32 models on a ~350-entity synthetic pair; ~15 runs) feeds most tests; the others add
+a few runs to the same store.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # benchmarks/ is not an installed package: import it from the checkout
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.figures import FIGURE_BUILDERS  # noqa: E402
+from benchmarks.run import main  # noqa: E402
+from benchmarks.tables import registry  # noqa: E402
+from benchmarks.tables.registry import MODELS, OURS, TABLES, model_label  # noqa: E402
+from benchmarks.tables.render import Cell, Column, Group, Row, Table, tex_escape, to_latex, to_markdown  # noqa: E402
+from benchmarks.tables.sweep import Context, make_spec  # noqa: E402
+from benchmarks.tables.table4_ablation import variants as table4_variants  # noqa: E402
+
+BASELINE = "gcn_align"
+TEST_MODELS = (BASELINE, OURS)
+TINY = ["--set", "train.epochs=4", "train.eval_every=2", "data.synthetic.n_latent=200", "model_config.dim=32",
+        "model_config.ot_iters=20"]
+
+
+def _args(store: dict, *extra: str) -> list[str]:
+    return ["--synthetic", "--no-progress", "--results", str(store["results"]), "--out", str(store["out"]),
+            "--ratios", "0.2", "--replicates", "1", *extra, *TINY]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One sweep of every table; shared by the tests of this module."""
+    root = tmp_path_factory.mktemp("tables")
+    s = {"results": root / "results", "out": root / "paper_tables"}
+    s["argv"] = _args(s, "--table", "all", "--models", ",".join(TEST_MODELS), "--dataset", "FBDB15K")
+    s["rc"] = main(s["argv"])
+    return s
+
+
+def _read(store: dict, name: str) -> str:
+    return (store["out"] / name).read_text(encoding="utf-8")
+
+
+def _md_rows(md: str) -> dict[str, list[str]]:
+    """Markdown pipe table -> label -> cells (header and rule lines skipped)."""
+    rows = {}
+    for line in md.splitlines():
+        if line.startswith("|") and not line.startswith("|:") and not line.startswith("|-"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def _value(cell: str) -> float:
+    return float(cell.replace("**", "").split("±")[0].replace(",", "").strip())
+
+
+# -- without runs -----------------------------------------------------------------------------------------------
+
+def test_numbering_is_stated_once_and_docs_agree():
+    assert sorted(TABLES) == [1, 2, 3, 4, 5, 6]
+    docs = (REPO / "docs" / "tables.md").read_text(encoding="utf-8")
+    for n, t in TABLES.items():
+        assert f"| {n} | {t.title} |" in docs, f"docs/tables.md does not state table {n} as {t.title!r}"
+        mod = registry.table_module(n)
+        assert callable(mod.plan) and callable(mod.build)
+    assert set(registry.FIGURES) == set(FIGURE_BUILDERS)
+    assert MODELS[-1] == OURS
+
+
+def test_render_bold_std_published_and_escaping():
+    cols = [Column("a", ("20%", "H@1")), Column("t", ("Time (s)",), better="min", fmt="seconds")]
+    t = Table(9, "T", "cap_50%", cols, [
+        Group(None, [Row("x_1", {"a": Cell([0.5, 0.7]), "t": Cell([3.0, 5.0])}),
+                     Row("y", {"a": Cell([0.2, 0.2]), "t": Cell([1.0, 1.0])})]),
+        Group("Published", [Row("z (published, protocol B) [1]", {"a": Cell([0.9])}, ours=False)])],
+        notes=["KG1 → KG2 ≈ 5 & 10%"], replicates=2)
+    md, tex = to_markdown(t), to_latex(t)
+    assert "**0.600 ± 0.141**" in md and "**1.00 ± 0.00**" in md    # best of ours: max H@1, min time
+    assert "**0.900" not in md and r"\textbf{0.900" not in tex  # published never bold
+    assert r"\textbf{0.600$\pm$0.141}" in tex and r"\textbf{1.00$\pm$0.00}" in tex
+    for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\cmidrule(lr){2-2}"):
+        assert rule in tex
+    assert r"x\_1" in tex and r"cap\_50\%" in tex
+    assert r"KG1 $\rightarrow$ KG2 $\approx$ 5 \& 10\%" in tex
+    assert all(ord(ch) < 128 for ch in tex)
+    assert tex_escape("a{b}~^\\") == r"a\{b\}\textasciitilde{}\textasciicircum{}\textbackslash{}"
+
+
+def test_tuned_and_set_overrides_resolve_in_order(tmp_path):
+    tuned = tmp_path / "tuned" / BASELINE / "synthetic"
+    tuned.mkdir(parents=True)
+    (tuned / "best.json").write_text('{"model_config": {}, "train": {"lr": 0.0123, "weight_decay": 0.5}}')
+    ctx = Context(tuned=tmp_path / "tuned", overrides={"train": {"weight_decay": 0.25}, "seed": 7})
+    spec = make_spec(ctx, BASELINE, "FBYG15K", 0.5, 3)
+    cfg = spec.config
+    assert cfg.train.lr == 0.0123 and cfg.train.weight_decay == 0.25       # tuned < --set
+    assert cfg.seed == 3 and cfg.split.ratio == 0.5                        # the table fixes seed and ratio
+    assert cfg.data.dataset == "synthetic" and cfg.data.synthetic == {"seed": 1}   # params B
+    assert make_spec(ctx, BASELINE, "FBYG15K", 0.5, 3).run_id == spec.run_id
+    assert make_spec(ctx, BASELINE, "FBDB15K", 0.5, 3).run_id != spec.run_id
+    study = tmp_path / "tuned" / f"{OURS}-synthetic-r0.2-smoke"   # the tuner's own study folder
+    study.mkdir()
+    (study / "best.json").write_text('{"model_config": {"tau": 0.05}, "train": {"lr": 0.002}}')
+    tuned = make_spec(ctx, OURS, "FBDB15K", 0.2, 0, {"transport": "none"}).config
+    assert tuned.model_config["tau"] == 0.05 and tuned.train.lr == 0.002
+    assert tuned.model_config["transport"] == "none"                      # the table's variant wins
+    assert make_spec(ctx, OURS, "FBDB15K", 0.5, 0).config.model_config["tau"] != 0.05
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    assert main(["--table", "2", "--models", "no_such_model", "--results", str(tmp_path)]) == 2
+    assert "no_such_model" in capsys.readouterr().err
+    assert main(["--table", "4", "--synthetic", "--dataset", "DBP15K", "--results", str(tmp_path)]) == 2
+    assert "no synthetic stand-in" in capsys.readouterr().err
+    assert main(["--table", "1", "--data-dir", str(tmp_path), "--results", str(tmp_path)]) == 2
+    assert "FBDB15K" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--table", "7"])
+
+
+# -- one sweep of every table -----------------------------------------------------------------------------------
+
+def test_sweep_succeeds_and_writes_every_file(store):
+    assert store["rc"] == 0
+    for n in TABLES:
+        assert (store["out"] / f"table{n}.tex").is_file() and (store["out"] / f"table{n}.md").is_file()
+    for stem in registry.FIGURES:
+        for ext in ("png", "pdf"):
+            assert (store["out"] / "figures" / f"{stem}.{ext}").stat().st_size > 0, stem
+    tables = _read(store, "tables.tex")
+    assert all(rf"\input{{table{n}.tex}}" in tables for n in TABLES) and r"\usepackage{booktabs}" in tables
+    assert not list(store["out"].rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("number", [2, 3])
+def test_main_tables(store, number):
+    md, tex = _read(store, f"table{number}.md"), _read(store, f"table{number}.tex")
+    rows = _md_rows(md)
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert [h.strip() for h in header.strip("|").split("|")][1:] == ["20% H@1", "20% H@10", "20% MRR"]
+    ours = {m: rows[model_label(m)] for m in TEST_MODELS}
+    for j in range(3):  # the bold cell is the best of our rows, and only there
+        vals = {m: _value(c[j]) for m, c in ours.items()}
+        best = max(vals.values())
+        assert all(c[j].startswith("**") == (vals[m] == best) for m, c in ours.items())
+    published = [label for label in rows if "(published" in label]
+    assert published and all(re.search(r"\(published, protocol [ABC]\) \[\d+(,\d+)*\]$", p)
+                              for p in published if "not public" not in p)
+    assert not any("**" in c for p in published for c in rows[p])
+    assert rows["MIMEA (published): not public"] == ["--"] * 3
+    assert "synthetic" in md.split("\n")[0] and "not comparable" in md
+    assert "Protocol flags (from the runs' metadata)" in md and "iterative no" in md
+    assert "Synthetic data" in md or "synthetic data" in md
+    assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{" in tex
+
+
+def test_table1_statistics(store):
+    md = _read(store, "table1.md")
+    rows = _md_rows(md)
+    for label in ("Entities", "Relations (distinct ids used)", "Attribute triples", "Alignment links",
+                  "Entities with images"):
+        assert label in rows and rows[label][0] not in ("", "--", "n/a")
+    assert "synthetic stand-ins" in md
+
+
+def test_ablation_and_design_tables(store):
+    rows4 = _md_rows(_read(store, "table4.md"))
+    labels = [label for _, label, _ in table4_variants()]
+    assert len(labels) == 1 + 4 + 4       # full, four modules, four modalities
+    assert {"w/o graph", "w/o relation", "w/o attribute", "w/o image"} <= set(labels)
+    for label in labels:
+        assert label in rows4 and all(c != "--" for c in rows4[label]), label
+    md6 = _read(store, "table6.md")
+    rows6 = _md_rows(md6)
+    for choice in ("fusion = beta (ours)", "fusion = softmax (alternative)", "transport = sinkhorn (ours)",
+                   "transport = identity (alternative)", "cl_weighting = adaptive (ours)",
+                   "cl_weighting = uncertainty (alternative)"):
+        assert choice in rows6 and rows6[choice][0] != "--", choice
+    assert "within each group of rows" in md6
+    # the unmodified MIMEA is one run shared by tables 2, 4, 5 and 6
+    full = rows4[f"{model_label(OURS)}, full"]
+    assert [c.strip("*") for c in rows6["fusion = beta (ours)"]] == [c.strip("*") for c in full]
+
+
+def test_efficiency_table(store):
+    md = _read(store, "table5.md")
+    rows = _md_rows(md)
+    header = next(line for line in md.splitlines() if line.startswith("| Method"))
+    assert [h.strip() for h in header.strip("|").split("|")][1:] == [
+        "Parameters", "Time/epoch (s)", "Training time (s)", "Epochs run", "Peak memory (MB)", "H@1"]
+    for m in TEST_MODELS:
+        assert int(rows[model_label(m)][0].replace("**", "").replace(",", "")) > 0
+    assert "process_peak_rss" in md or "cuda_max_allocated" in md
+
+
+def test_second_invocation_runs_nothing(store, capsys):
+    runs = store["results"] / "runs"
+    before = {p.name: (p / "results.json").stat().st_mtime_ns for p in runs.iterdir()}
+    capsys.readouterr()
+    assert main(store["argv"]) == 0
+    out = capsys.readouterr().out
+    m = re.search(r"(\d+) reused from the store, 0 run", out)
+    assert m and int(m.group(1)) > 0, out
+    assert {p.name: (p / "results.json").stat().st_mtime_ns for p in runs.iterdir()} == before
+
+
+def test_replicates_show_std(store):
+    assert main(_args(store, "--table", "5", "--models", BASELINE, "--replicates", "2")) == 0  # last one wins
+    md = _read(store, "table5.md")
+    assert "±" in _md_rows(md)[model_label(BASELINE)][-1] and "n=2 replicate" in md
+
+
+def test_failed_run_is_reported_and_sweep_goes_on(store):
+    argv = _args(store, "--table", "5", "--models", BASELINE, "--no-figures") + ["eval.similarity=bogus"]
+    assert main(argv) == 1
+    md = _read(store, "table5.md")
+    assert _md_rows(md)[model_label(BASELINE)] == ["--"] * 6
+    assert "Runs not finished" in md
+    assert list((store["results"] / "logs").glob("*.log"))
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not on PATH (CI installs texlive)")
+def test_pdflatex_compiles_everything(store, tmp_path):
+    build = tmp_path / "tex"
+    shutil.copytree(store["out"], build)
+    for name in ("tables.tex", "table2.tex"):   # all tables together, and one table on its own
+        proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", name], cwd=build,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert (build / name.replace(".tex", ".pdf")).stat().st_size > 0
+
+
+@pytest.mark.real_data
+def test_table1_on_real_data_shows_published_figures(shared_data_dir, tmp_path):
+    out = tmp_path / "out"
+    assert main(["--table", "1", "--data-dir", str(shared_data_dir), "--results", str(tmp_path / "r"),
+                 "--out", str(out), "--no-progress"]) == 0
+    md = (out / "table1.md").read_text(encoding="utf-8")
+    rows = _md_rows(md)
+    assert rows["Relation triples (lines)"][0] == "381,186 [592,213]"   # FB15K reconstructed (PROVENANCE.md)
+    assert rows["Entities"][:2] == ["14,951", "12,842"]                 # equal: no published figure beside
+    assert "Liu et al. 2019" in md and "reconstruction" in md
