@@ -36,8 +36,10 @@ class GlobalFusionAligner(AlignmentModel):
         self.fusion = GlobalWeightFusion(self.encoder.modalities)
         self._protocol = encoder_protocol(pair, self.encoder)
 
-    def forward(self) -> Embeddings:
-        embs = self.encoder()
+    batch_forward: ClassVar[bool] = True   # row-wise fusion and in-batch losses: see AlignmentModel
+
+    def forward(self, index: Tensor | None = None) -> Embeddings:
+        embs = self.encoder(index)
         joint = self.fusion(embs, detach_inputs=getattr(self.config, "detach_joint", False))
         return Embeddings(joint=joint, modalities=embs, extras={"weights": self.fusion.per_entity(joint.size(0)),
                                                                 "weight_names": self.encoder.modalities})
@@ -59,6 +61,8 @@ class EVA(GlobalFusionAligner):
     # Authors' run_dbp15k.sh: lr 5e-4, bsize 7500, 1000 epochs. Their AdamW is built without weight_decay, so
     # PyTorch's default 0.01 applies (the script's --weight_decay 0 is never passed to the optimiser).
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 7500, "epochs": 1000}
+    #: cpu profile: ~3.9 s an epoch on FBDB15K, one core -> 60 epochs (benchmarks/bench_epoch.py).
+    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 60, "eval_every": 6}}
 
     @dataclass
     class Config(ModelConfig, EncoderConfig):

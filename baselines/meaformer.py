@@ -72,10 +72,13 @@ class MEAformer(AlignmentModel):
     """MCLEA encoders (all widths equal) + a modality-token Transformer giving per-entity modality weights."""
 
     name: ClassVar[str] = "meaformer"
+    batch_forward: ClassVar[bool] = True   # per-entity transformer and in-batch losses: see AlignmentModel
     # Authors' run_meaformer.sh / config.py: lr 5e-4, AdamW weight_decay 1e-4, batch 3500, 500 epochs
     # (non-iterative), gradient clipping 1.0.
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 1e-4, "batch_size": 3500, "epochs": 500,
                                       "grad_clip": 1.0}
+    #: cpu profile: ~15 s an epoch (one step) on FBDB15K, one core -> 16 epochs (benchmarks/bench_epoch.py).
+    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 16, "eval_every": 4}}
 
     @dataclass
     class Config(ModelConfig, EncoderConfig):
@@ -107,8 +110,8 @@ class MEAformer(AlignmentModel):
         self.weighting = UncertaintyWeighting(len(self.encoder.modalities))
         self._protocol = encoder_protocol(pair, self.encoder)
 
-    def forward(self) -> Embeddings:
-        embs = self.encoder()
+    def forward(self, index: Tensor | None = None) -> Embeddings:
+        embs = self.encoder(index)
         names = self.encoder.modalities
         hidden = torch.stack([embs[m] for m in names], dim=1)          # [N, M, d]
         probs = None

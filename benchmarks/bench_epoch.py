@@ -51,8 +51,7 @@ def main(argv=None) -> int:
     def epoch() -> float:
         t0 = time.perf_counter()
         for i in range(0, len(links), bs):
-            emb = model()
-            loss, _ = model.loss(emb, links[i:i + bs])
+            loss, _ = model.batch_loss(links[i:i + bs])
             opt.zero_grad()
             loss.backward()
             opt.step()

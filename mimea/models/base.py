@@ -5,6 +5,9 @@ A model is built from a validated :class:`~mimea.data.pair.MMKGPair` and its own
 
 * ``forward()``            -> :class:`Embeddings` over all entities (full-graph forward),
 * ``loss(emb, links)``     -> (scalar loss, dict of float logs) on a batch of seed links ``[B, 2]``,
+* ``forward(index)``       -> the rows ``index`` only, when the class sets ``batch_forward = True``: its loss reads
+  nothing but the batch entities' rows, so the trainer passes ``index = unique(batch)`` and the batch's links
+  renumbered into it. Same loss, same gradients; the feature encoders and fusion run on ~2B rows, not all N.
 * ``embed()``              -> the evaluation embedding ``[n_ent, d]`` (eval mode, no grad),
 * ``protocol()``           -> the protocol flags recorded with every run,
 * ``search_space(trial)``  -> (classmethod) Optuna suggestions for the tuner.
@@ -45,16 +48,30 @@ class AlignmentModel(nn.Module):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = ModelConfig
+    #: Profile name -> TrainConfig fields for this model under that profile (e.g. the cpu profile's epochs).
+    profile_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: True when ``forward(index)`` returns rows ``index`` only and ``loss`` reads only the rows of its links.
+    batch_forward: ClassVar[bool] = False
 
     def __init__(self, pair: MMKGPair, config: ModelConfig):
         super().__init__()
         self.config = config
 
-    def forward(self) -> Embeddings:  # pragma: no cover - interface
+    def forward(self, index: torch.Tensor | None = None) -> Embeddings:  # pragma: no cover - interface
         raise NotImplementedError
 
     def loss(self, emb: Embeddings, links: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError  # pragma: no cover - interface
+
+    def batch_loss(self, links: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        """One training step's loss on seed links ``[B, 2]``: the forward the class allows, then ``loss``.
+
+        With ``batch_forward`` only the batch's entities are encoded and the links are renumbered into them.
+        """
+        if self.batch_forward:
+            index, local = torch.unique(links, return_inverse=True)
+            return self.loss(self(index), local)
+        return self.loss(self(), links)
 
     @torch.no_grad()
     def embed(self) -> torch.Tensor:

@@ -60,9 +60,12 @@ class MIMEA(AlignmentModel):
     """Our reconstruction of MIMEA from its abstract (see the module docstring and ``docs/method.md``)."""
 
     name: ClassVar[str] = "mimea"
+    batch_forward: ClassVar[bool] = True   # training encodes the batch's entities only (the GAT still sees all)
     # Lineage MEAformer (run_meaformer.sh / config.py): AdamW lr 5e-4, weight_decay 1e-4, batch 3500, 500 epochs.
     # MIMEA's own training settings are not public.
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 1e-4, "batch_size": 3500, "epochs": 500}
+    #: cpu profile: ~12 s an epoch (one step) on FBDB15K, one core -> 20 epochs (benchmarks/bench_epoch.py).
+    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 20, "eval_every": 4}}
 
     @dataclass
     class Config(ModelConfig):
@@ -136,17 +139,18 @@ class MIMEA(AlignmentModel):
                           "missing_modality": "masked (weight 0)"}
 
     # ------------------------------------------------------------------------------------------------
-    def forward(self) -> Embeddings:
-        embs = self.encoder()
+    def forward(self, index: Tensor | None = None) -> Embeddings:
+        embs = self.encoder(index)
         names = self.modality_names
+        present = self.present if index is None else self.present[index]
         tokens = torch.nn.functional.normalize(torch.stack([embs[n] for n in names], dim=1), dim=-1)  # [N, M, d]
-        out = self.fusion(tokens, self.present)
+        out = self.fusion(tokens, present)
         joint = joint_embedding(out.weights, tokens)
         return Embeddings(
             joint=joint,
             modalities={n: tokens[:, i] for i, n in enumerate(names)},
             extras={"weights": out.weights, "weight_names": names, "alpha": out.alpha, "beta": out.beta,
-                    "kl": out.kl, "present": self.present, "tokens": tokens})
+                    "kl": out.kl, "present": present, "tokens": tokens})
 
     def _contrastive(self, emb: Embeddings, links: Tensor, logs: dict[str, float]) -> Tensor:
         c = self.config

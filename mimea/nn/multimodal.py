@@ -103,9 +103,21 @@ class MultiModalEncoder(nn.Module):
         x = self.entity()
         return x if self.graph is None else self.graph(x, self.edge_index)
 
-    def forward(self) -> dict[str, Tensor]:
-        """Modality name -> ``[N, d_m]`` for every modality in ``self.modalities`` (in that order)."""
-        return {m: self.structure() if m == "graph" else self.encode(m, self.feature(m)) for m in self.modalities}
+    def forward(self, index: Tensor | None = None) -> dict[str, Tensor]:
+        """Modality name -> ``[N, d_m]`` for every modality in ``self.modalities`` (in that order).
+
+        With ``index`` (entity ids ``[K]``), only those rows ``[K, d_m]``: the graph encoder still runs on the whole
+        graph (a row depends on its neighbours), the feature encoders only on the K rows they are asked for.
+        """
+        out = {}
+        for m in self.modalities:
+            if m == "graph":
+                g = self.structure()
+                out[m] = g if index is None else g[index]
+            else:
+                x = self.feature(m)
+                out[m] = self.encode(m, x if index is None else x[index])
+        return out
 
     @torch.no_grad()
     def presence(self) -> Tensor:

@@ -103,8 +103,7 @@ class Trainer:
             logs_sum: dict[str, float] = {}
             n_batches = 0
             for batch in self._batches(train_links, gen):
-                emb = model()
-                loss, logs = model.loss(emb, batch)
+                loss, logs = model.batch_loss(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
