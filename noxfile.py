@@ -36,10 +36,16 @@ def tests(session: nox.Session) -> None:
 def reproduce(session: nox.Session) -> None:
     """All six tables and the figures. Default: the embedded synthetic data, smoke profile (minutes on a CPU).
 
-    The real thing on a GPU: ``nox -s reproduce -- --data-dir PATH --profile paper``.
+    With no arguments it runs ``--replicates 2`` (so cells are mean ± std) and one run per core at a time, each on
+    one thread (``--jobs N --set train.threads=1``). Any argument replaces these defaults, e.g. the real thing on a
+    GPU: ``nox -s reproduce -- --data-dir PATH --profile paper``.
     """
     _install(session)
-    session.run("python", "benchmarks/run.py", "--table", "all", *session.posargs)
+    jobs = max(1, min(4, os.cpu_count() or 1))
+    args = session.posargs or ["--replicates", "2", "--jobs", str(jobs), "--set", "train.threads=1"]
+    session.run("python", "benchmarks/run.py", "--table", "all", *args,
+                env={"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+                if not session.posargs else None)
 
 
 @nox.session(python=PYTHON)

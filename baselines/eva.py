@@ -62,7 +62,10 @@ class EVA(GlobalFusionAligner):
     # PyTorch's default 0.01 applies (the script's --weight_decay 0 is never passed to the optimiser).
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 7500, "epochs": 1000}
     #: cpu profile: ~3.9 s an epoch on FBDB15K, one core -> 60 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 60, "eval_every": 6}}
+    #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 60, "eval_every": 6}},
+                                         "smoke": {"model_config": {"graph_dim": 64, "relation_dim": 32,
+                                                                    "attribute_dim": 32, "image_dim": 32}}}
 
     @dataclass
     class Config(ModelConfig, EncoderConfig):

@@ -96,7 +96,9 @@ class GCNAlign(AlignmentModel):
     #: batch 5000 > the seeds of a 15K pair: full-batch steps, as the authors; 2000 epochs as OpenEA.
     train_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 5000, "epochs": 2000}
     #: cpu profile: ~0.8 s an epoch on FBDB15K, one core -> 300 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 300, "eval_every": 25}}
+    #: smoke profile: a GCN-Align epoch on the synthetic pair takes milliseconds; 100 epochs to get anywhere.
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 300, "eval_every": 25}},
+                                         "smoke": {"train": {"epochs": 100, "eval_every": 10}}}
 
     def __init__(self, pair: MMKGPair, config: "GCNAlign.Config | None" = None):
         config = config if config is not None else self.Config()

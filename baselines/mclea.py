@@ -51,7 +51,10 @@ class MCLEA(GlobalFusionAligner):
     name: ClassVar[str] = "mclea"
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 512, "epochs": 1000}
     #: cpu profile: ~19 s an epoch (5 steps) on FBDB15K, one core -> 12 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 12, "eval_every": 3}}
+    #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 12, "eval_every": 3}},
+                                         "smoke": {"model_config": {"graph_dim": 64, "relation_dim": 32,
+                                                                    "attribute_dim": 32, "image_dim": 32}}}
 
     @dataclass
     class Config(ModelConfig, EncoderConfig):

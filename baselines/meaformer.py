@@ -78,7 +78,11 @@ class MEAformer(AlignmentModel):
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 1e-4, "batch_size": 3500, "epochs": 500,
                                       "grad_clip": 1.0}
     #: cpu profile: ~15 s an epoch (one step) on FBDB15K, one core -> 16 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 16, "eval_every": 4}}
+    #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 16, "eval_every": 4}},
+                                         "smoke": {"model_config": {"graph_dim": 64, "relation_dim": 64,
+                                                                    "attribute_dim": 64, "image_dim": 64,
+                                                                    "name_dim": 64}}}
 
     @dataclass
     class Config(ModelConfig, EncoderConfig):

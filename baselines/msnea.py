@@ -55,7 +55,7 @@ class MSNEA(AlignmentModel):
     # Authors' config.json: Adam lr 1e-3 (no weight decay), batch 5000, max 200 epochs.
     train_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 5000, "epochs": 200}
     #: cpu profile: ~1.7 s an epoch on FBDB15K, one core -> 140 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 140, "eval_every": 10}}
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 140, "eval_every": 10}}}
 
     @dataclass
     class Config(ModelConfig):

@@ -91,12 +91,19 @@ def hits_vs_ratio(ctx: Context, records: list[RunRecord], out_dir: Path) -> list
     return _save(fig, out_dir, "fig_hits_vs_ratio")
 
 
-def hits_vs_time(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:
+def _at_focus(ctx: Context, records: list[RunRecord]) -> tuple[tuple[str, float] | None, list[RunRecord]]:
+    """(dataset, ratio) the single-panel figures show, and the main-table runs there; (None, []) if none."""
     recs = _main(records)
     focus = _focus(ctx, recs)
     if focus is None:
+        return None, []
+    return focus, [r for r in recs if (r.spec.dataset, r.spec.ratio) == focus]
+
+
+def hits_vs_time(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:
+    focus, mine = _at_focus(ctx, records)
+    if focus is None:
         return []
-    mine = [r for r in recs if (r.spec.dataset, r.spec.ratio) == focus]
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     xs = []
     for model in _order(r.spec.model for r in mine):
@@ -119,11 +126,9 @@ def hits_vs_time(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[
 
 
 def training_curves(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:
-    recs = _main(records)
-    focus = _focus(ctx, recs)
+    focus, mine = _at_focus(ctx, records)
     if focus is None:
         return []
-    mine = [r for r in recs if (r.spec.dataset, r.spec.ratio) == focus]
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
     for model in _order(r.spec.model for r in mine):
         rs = sorted((r for r in mine if r.spec.model == model), key=lambda r: r.spec.seed)

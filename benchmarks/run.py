@@ -77,6 +77,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "model_config.KEY=VALUE sets KEY in every model that has it")
     p.add_argument("--launcher", default="forkserver" if os.name == "posix" else "subprocess",
                    choices=["forkserver", "subprocess"], help="how each run's child process starts")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at a time (each child sets its own torch threads: pair with --set train.threads=1)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-figures", action="store_true")
     return p
@@ -95,6 +97,8 @@ def build_context(args):
             raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
     if args.replicates < 1:
         raise ValueError(f"--replicates must be >= 1, got {args.replicates}")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     models = args.models or MODELS
     known = registry.available()
     missing = [m for m in models if m not in known]
@@ -105,7 +109,7 @@ def build_context(args):
     return Context(profile=args.profile, data_dir=data_dir, datasets=args.dataset, replicates=args.replicates,
                    models=tuple(models), ratios=args.ratios, results=Path(args.results).resolve(),
                    out=Path(args.out), tuned=Path(args.tuned) if args.tuned else None, overrides=overrides,
-                   model_overrides=model_overrides, launcher=args.launcher, progress=not args.no_progress)
+                   model_overrides=model_overrides, launcher=args.launcher, progress=not args.no_progress, jobs=args.jobs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tables {','.join(map(str, args.table))}: {len(specs)} runs needed (profile {ctx.profile}, data "
           f"{data}, {ctx.replicates} replicate(s)); store {ctx.results}", flush=True)
     try:
-        report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress)
+        report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept (and a stopped run's checkpoint); run the same command to "
               "resume", file=sys.stderr)

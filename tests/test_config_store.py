@@ -9,9 +9,20 @@ from mimea.training.config import PROFILES, from_dict, resolve, to_dict
 
 
 def test_resolution_order_profile_then_explicit():
-    cfg = resolve("gcn_align", "smoke")
+    cfg = resolve("eva", "smoke")                       # EVA sets no smoke epochs of its own: the profile's
     assert cfg.train.epochs == PROFILES["smoke"]["train"]["epochs"]
     assert cfg.data.dataset == "synthetic"
+    # a model's profile_defaults sit between the profile and explicit values
+    from baselines.gcn_align import GCNAlign
+    from baselines.eva import EVA
+
+    assert resolve("gcn_align", "smoke").train.epochs == GCNAlign.profile_defaults["smoke"]["train"]["epochs"]
+    assert resolve("eva", "smoke").model_config["graph_dim"] == EVA.profile_defaults["smoke"]["model_config"][
+        "graph_dim"]
+    assert resolve("eva", "smoke", model_overrides={"graph_dim": 16}).model_config["graph_dim"] == 16
+    assert resolve("eva", "paper").model_config["graph_dim"] == EVA.Config().graph_dim
+    assert resolve("mimea", "cpu").train.time_budget_s is None          # no profile makes numbers load-dependent
+    cfg = resolve("gcn_align", "smoke")
     cfg2 = resolve("gcn_align", "smoke", {"train": {"epochs": 7}, "split": {"ratio": 0.5}})
     assert cfg2.train.epochs == 7 and cfg2.split.ratio == 0.5
     # nothing else moved

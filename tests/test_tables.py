@@ -6,6 +6,7 @@ a few runs to the same store.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -215,10 +216,18 @@ def test_second_invocation_runs_nothing(store, capsys):
     assert {p.name: (p / "results.json").stat().st_mtime_ns for p in runs.iterdir()} == before
 
 
-def test_replicates_show_std(store):
-    assert main(_args(store, "--table", "5", "--models", BASELINE, "--replicates", "2")) == 0  # last one wins
+def test_replicates_show_std_and_run_side_by_side(store):
+    runs = store["results"] / "runs"
+    before = {p.name for p in runs.iterdir()}
+    # two new replicates (seeds 1, 2), two at a time; --replicates given last wins over _args' 1
+    assert main(_args(store, "--table", "5", "--models", BASELINE, "--replicates", "3", "--jobs", "2")) == 0
     md = _read(store, "table5.md")
-    assert "±" in _md_rows(md)[model_label(BASELINE)][-1] and "n=2 replicate" in md
+    assert "±" in _md_rows(md)[model_label(BASELINE)][-1] and "n=3 replicate" in md
+    new = {p.name for p in runs.iterdir()} - before
+    assert len(new) == 2
+    for name in new:
+        assert json.loads((runs / name / "sweep.json").read_text())["jobs"] == 2
+    assert "2 runs at a time" in md
 
 
 def test_failed_run_is_reported_and_sweep_goes_on(store):

@@ -49,6 +49,7 @@ class Context:
     model_overrides: dict = field(default_factory=dict)  # --set model_config.KEY=VALUE, where the model has KEY
     launcher: str = "forkserver"
     progress: bool = True
+    jobs: int = 1                              # --jobs: runs at a time
 
     @property
     def synthetic(self) -> bool:
@@ -233,35 +234,55 @@ def _mp_context():
     return _MP_CONTEXT
 
 
-def _launch(launcher: str, config_path: Path, store_root: Path, log_path: Path) -> int:
-    """Run one config in a child process; its exit status."""
+class _Child:
+    """One run's child process, started by :func:`_start`: ``poll()`` -> exit status or None, ``stop()``."""
+
+    def __init__(self, proc, log=None):
+        self.proc, self.log = proc, log
+
+    def poll(self) -> int | None:
+        if isinstance(self.proc, subprocess.Popen):
+            code = self.proc.poll()
+        else:
+            code = None if self.proc.is_alive() else (self.proc.exitcode if self.proc.exitcode is not None else 1)
+        if code is not None and self.log is not None:
+            self.log.close()
+        return code
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        if isinstance(self.proc, subprocess.Popen):
+            self.proc.wait()
+        else:
+            self.proc.join()
+        if self.log is not None:
+            self.log.close()
+
+
+def _start(launcher: str, config_path: Path, store_root: Path, log_path: Path) -> _Child:
+    """Start one config's run in a child process (output to ``log_path``)."""
     if launcher == "forkserver":
         proc = _mp_context().Process(target=_forked_run, args=(str(config_path), str(store_root), str(log_path)),
                                      daemon=False)
         proc.start()
-        try:
-            proc.join()
-        except BaseException:
-            proc.terminate()
-            proc.join()
-            raise
-        return int(proc.exitcode if proc.exitcode is not None else 1)
+        return _Child(proc)
     if launcher == "subprocess":
-        with open(log_path, "w", encoding="utf-8") as log:
-            child = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(config_path), str(store_root)],
-                                     stdout=log, stderr=subprocess.STDOUT, env=_child_env(), cwd=str(REPO_ROOT))
-            try:
-                return child.wait()
-            except BaseException:
-                child.terminate()
-                child.wait()
-                raise
+        log = open(log_path, "w", encoding="utf-8")
+        child = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(config_path), str(store_root)],
+                                 stdout=log, stderr=subprocess.STDOUT, env=_child_env(), cwd=str(REPO_ROOT))
+        return _Child(child, log)
     raise ValueError(f"unknown launcher {launcher!r}; choose forkserver or subprocess")
 
 
 def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: str = "forkserver",
-            progress: bool = True) -> SweepReport:
-    """Run every spec not finished in the store, sequentially, each in a child process (progress bar with ETA)."""
+            progress: bool = True, jobs: int = 1) -> SweepReport:
+    """Run every spec not finished in the store, each in a child process, ``jobs`` at a time (progress bar, ETA).
+
+    ``jobs > 1`` runs children side by side: set ``train.threads`` so that jobs x threads fits the cores. Each
+    run's ``sweep.json`` records how many ran at once (its wall times and peak memory depend on it).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
     store_root = Path(store_root).resolve()
     store = RunStore(store_root)
     todo = unique(specs)
@@ -275,23 +296,44 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: str =
 
     t0 = time.perf_counter()
     bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
+    running: list[tuple[RunSpec, _Child, Path, Path]] = []
+    waiting = list(pending)
+
+    def finish(spec: RunSpec, code: int, cfg_path: Path, log_path: Path) -> None:
+        if code == 0 and store.is_finished(spec.run_id):
+            report.ran += 1
+            cfg_path.unlink(missing_ok=True)
+            # how this sweep ran it (peak RSS depends on it: a forked child does not count library pages it
+            # never touched, about 80 MB less than a fresh interpreter here; wall times depend on jobs)
+            store.write_json(spec.run_id, "sweep.json", {"launcher": launcher, "jobs": jobs, "log": str(log_path)})
+        else:
+            report.failed.append((spec.run_id, str(log_path)))
+            bar.write(f"run {spec.run_id} failed (exit {code}); log: {log_path}")
+        bar.update(1)
+
     try:
-        for spec in pending:
-            bar.set_postfix_str(f"{spec.model} {spec.dataset} r{spec.ratio:g} s{spec.seed} {spec.variant}".strip())
-            cfg_path = queue / f"{spec.run_id}.json"
-            atomic_write_json(cfg_path, to_dict(spec.config))
-            log_path = logs / f"{spec.run_id}.log"
-            code = _launch(launcher, cfg_path, store_root, log_path)
-            if code == 0 and store.is_finished(spec.run_id):
-                report.ran += 1
-                cfg_path.unlink(missing_ok=True)
-                # how this sweep ran it (peak RSS depends on it: a forked child does not count library pages it
-                # never touched, about 80 MB less than a fresh interpreter here)
-                store.write_json(spec.run_id, "sweep.json", {"launcher": launcher, "log": str(log_path)})
-            else:
-                report.failed.append((spec.run_id, str(log_path)))
-                bar.write(f"run {spec.run_id} failed (exit {code}); log: {log_path}")
-            bar.update(1)
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                spec = waiting.pop(0)
+                bar.set_postfix_str(f"{spec.model} {spec.dataset} r{spec.ratio:g} s{spec.seed} {spec.variant}".strip())
+                cfg_path = queue / f"{spec.run_id}.json"
+                atomic_write_json(cfg_path, to_dict(spec.config))
+                log_path = logs / f"{spec.run_id}.log"
+                running.append((spec, _start(launcher, cfg_path, store_root, log_path), cfg_path, log_path))
+            still = []
+            for spec, child, cfg_path, log_path in running:
+                code = child.poll()
+                if code is None:
+                    still.append((spec, child, cfg_path, log_path))
+                else:
+                    finish(spec, code, cfg_path, log_path)
+            if len(still) == len(running):
+                time.sleep(0.1)
+            running = still
+    except BaseException:
+        for _spec, child, _c, _l in running:
+            child.stop()
+        raise
     finally:
         bar.close()
         report.seconds = time.perf_counter() - t0

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.tables.registry import DIRECTION, OURS, TABLES, model_label
-from benchmarks.tables.render import Column, Group, Row, Table, data_notes, metric_cell, missing_note, \
-    protocol_notes, run_notes
-from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, group_records, make_spec
+from benchmarks.tables.registry import OURS, TABLES, model_label
+from benchmarks.tables.render import Column, Group, Table, data_notes, missing_note, protocol_notes, run_notes
+from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, make_spec
 from benchmarks.tables.table2_fbdb import METRICS, data_caption, ratio_header
+from benchmarks.tables.variant_rows import variant_rows
 
 NUMBER = 4
 DATASETS = ("FBDB15K", "FBYG15K")
@@ -55,22 +55,7 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
     specs = _specs(ctx)
     datasets = ctx.dataset_keys(DATASETS)
     columns = [Column(f"{ds}:{m}", (dataset_label(ctx, ds), name)) for ds in datasets for m, name in METRICS]
-    groups: dict[str | None, list[Row]] = {}
-    seen: set[tuple] = set()
-    used: list[RunRecord] = []
-    for group, label, _ds, _spec in specs:
-        if (group, label) in seen:
-            continue
-        seen.add((group, label))
-        cells = {}
-        for ds in datasets:
-            mine = [s for g, lab, d, s in specs if g == group and lab == label and d == ds]
-            recs = group_records(mine, runs).get((OURS, ds, ctx.single_ratio(), mine[0].variant), [])
-            used += recs
-            for m, _ in METRICS:
-                cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
-        groups.setdefault(group, []).append(Row(label, cells))
-    used = list({r.spec.run_id: r for r in used}.values())
+    groups, used = variant_rows(specs, runs, datasets, ctx.single_ratio(), METRICS)
     caption = (f"{model_label(OURS)} with one module switched off or one modality left out, seed ratio "
                f"{ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
                + " ".join(data_caption(ctx, ds) for ds in datasets))

@@ -49,8 +49,8 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
                  + ", ".join(f"{k} ({v} runs)" for k, v in sorted(kinds.items()))
                  + "; child processes: " + ", ".join(f"{k} ({v} runs)" for k, v in sorted(launchers.items()))
                  + " (a forked child's peak RSS leaves out library pages it never touched)"
-                 + f"; torch threads {', '.join(threads)}. Runs stop early (patience, time budget), so training "
-                 f"time also reflects when each model stopped: see epochs run.")
+                 + f"; torch threads {', '.join(threads)}. Each model runs its profile's number of epochs unless "
+                 f"validation stops it early (patience), so training time also reflects when it stopped.")
     notes += protocol_notes(used, {m: model_label(m) for m in ctx.models}) \
         + data_notes(used, {ds: dataset_label(ctx, ds)}) \
         + missing_note(plan(ctx), runs, {m: model_label(m) for m in ctx.models})
@@ -59,11 +59,13 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
 
 
 def _launcher(rec: RunRecord) -> str:
-    """How the sweep started the run (``sweep.json`` beside its results), or ``unknown``."""
+    """How the sweep started the run and how many ran at once (``sweep.json`` beside its results), or ``unknown``."""
     import json
 
     f = rec.path / "sweep.json"
     try:
-        return str(json.loads(f.read_text(encoding="utf-8")).get("launcher", "unknown"))
+        d = json.loads(f.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return "unknown"
+    jobs = int(d.get("jobs", 1))
+    return str(d.get("launcher", "unknown")) + (f", {jobs} runs at a time" if jobs > 1 else "")

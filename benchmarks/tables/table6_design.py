@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.tables.registry import DIRECTION, OURS, PRIMARY_DATASET, TABLES, model_label
-from benchmarks.tables.render import Column, Group, Row, Table, data_notes, metric_cell, missing_note, \
-    protocol_notes, run_notes
-from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, group_records, make_spec
+from benchmarks.tables.registry import OURS, PRIMARY_DATASET, TABLES, model_label
+from benchmarks.tables.render import Column, Group, Table, data_notes, missing_note, protocol_notes, run_notes
+from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, make_spec
 from benchmarks.tables.table2_fbdb import METRICS, data_caption, ratio_header
+from benchmarks.tables.variant_rows import variant_rows
 
 NUMBER = 6
 #: (MIMEA config field, group title, (our choice, the alternative)). A choice equal to MIMEA's default runs with
@@ -53,22 +53,7 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
     datasets = ctx.dataset_keys((PRIMARY_DATASET,))
     columns = [Column(f"{ds}:{m}", (dataset_label(ctx, ds), name) if len(datasets) > 1 else (name,))
                for ds in datasets for m, name in METRICS]
-    groups: dict[str, list[Row]] = {}
-    labels_done: set[tuple[str, str]] = set()
-    used: list[RunRecord] = []
-    for title, label, _ds, _s in specs:
-        if (title, label) in labels_done:
-            continue
-        labels_done.add((title, label))
-        cells = {}
-        for ds in datasets:
-            mine = [s for t, lab, d, s in specs if t == title and lab == label and d == ds]
-            recs = group_records(mine, runs).get((OURS, ds, ctx.single_ratio(), mine[0].variant), [])
-            used += recs
-            for m, _ in METRICS:
-                cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
-        groups.setdefault(title, []).append(Row(label, cells))
-    used = list({r.spec.run_id: r for r in used}.values())
+    groups, used = variant_rows(specs, runs, datasets, ctx.single_ratio(), METRICS)
     caption = (f"{model_label(OURS)} with each design choice of docs/method.md replaced by its alternative (one at "
                f"a time), seed ratio {ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
                + " ".join(data_caption(ctx, ds) for ds in datasets))

@@ -48,7 +48,8 @@ class AlignmentModel(nn.Module):
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = ModelConfig
-    #: Profile name -> TrainConfig fields for this model under that profile (e.g. the cpu profile's epochs).
+    #: Profile name -> what that profile sets for this model only, a nested override of the run config:
+    #: ``{"train": {...}, "model_config": {...}}`` (e.g. the cpu profile's epochs, the smoke profile's widths).
     profile_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     #: True when ``forward(index)`` returns rows ``index`` only and ``loss`` reads only the rows of its links.
     batch_forward: ClassVar[bool] = False

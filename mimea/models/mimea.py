@@ -65,7 +65,9 @@ class MIMEA(AlignmentModel):
     # MIMEA's own training settings are not public.
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 1e-4, "batch_size": 3500, "epochs": 500}
     #: cpu profile: ~12 s an epoch (one step) on FBDB15K, one core -> 20 epochs (benchmarks/bench_epoch.py).
-    profile_defaults: ClassVar[dict] = {"cpu": {"epochs": 20, "eval_every": 4}}
+    #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
+    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 20, "eval_every": 4}},
+                                         "smoke": {"model_config": {"dim": 64}}}
 
     @dataclass
     class Config(ModelConfig):

@@ -1,0 +1,32 @@
+"""Rows of MIMEA variants (tables 4 and 6): one row per (group, label), one cell block per dataset."""
+from __future__ import annotations
+
+from benchmarks.tables.registry import DIRECTION, OURS
+from benchmarks.tables.render import Row, metric_cell
+from benchmarks.tables.sweep import RunRecord, RunSpec, group_records
+
+
+def variant_rows(specs: list[tuple[str | None, str, str, RunSpec]], runs: dict[str, RunRecord],
+                 datasets: tuple[str, ...], ratio: float,
+                 metrics: tuple[tuple[str, str], ...]) -> tuple[dict[str | None, list[Row]], list[RunRecord]]:
+    """``specs``: (group title, row label, dataset, spec), in display order.
+
+    Returns the rows per group (cells keyed ``"<dataset>:<metric>"``, mean ± std over the replicates found) and
+    the distinct run records used.
+    """
+    groups: dict[str | None, list[Row]] = {}
+    seen: set[tuple] = set()
+    used: dict[str, RunRecord] = {}
+    for group, label, _ds, _spec in specs:
+        if (group, label) in seen:
+            continue
+        seen.add((group, label))
+        cells = {}
+        for ds in datasets:
+            mine = [s for g, lab, d, s in specs if g == group and lab == label and d == ds]
+            recs = group_records(mine, runs).get((OURS, ds, ratio, mine[0].variant), [])
+            used.update((r.spec.run_id, r) for r in recs)
+            for m, _ in metrics:
+                cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
+        groups.setdefault(group, []).append(Row(label, cells))
+    return groups, list(used.values())
