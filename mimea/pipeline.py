@@ -18,6 +18,7 @@ import torch
 from mimea.data.pair import MMKGPair
 from mimea.models import registry
 from mimea.store import RunStore, run_id
+from mimea.store.lock import run_lock
 from mimea.store.metadata import environment, peak_rss_mb
 from mimea.training.config import DataConfig, RunConfig, model_config, to_dict
 from mimea.training.iterative import PseudoSeeder
@@ -61,13 +62,20 @@ def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = Fal
     ``on_eval(epoch, valid_metrics)`` is called after every validation (the tuner reports to Optuna's pruner
     there and may raise to stop the run; the checkpoint then stays for a later resume).
     """
+    store = RunStore(store_root)
+    rid = run_id(to_dict(cfg))
+    with run_lock(store_root, rid):   # two processes on one store never train the same run at once
+        return _run_locked(cfg, store, rid, force=force, on_eval=on_eval)
+
+
+def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
+                on_eval: Callable[[int, dict], None] | None) -> dict[str, Any]:
     from mimea.data.splits import make_split, split_to_dict
     from mimea.evaluation.neighbours import mutual_nearest_neighbours
     from mimea.evaluation.ranking import evaluate
 
-    store = RunStore(store_root)
+    store_root = store.root
     config = to_dict(cfg)
-    rid = run_id(config)
     if store.is_finished(rid) and not force:
         return {"run_id": rid, **store.load(rid), "path": store.path(rid), "reused": True}
     if force:

@@ -86,3 +86,28 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     assert not out["reused"]
     assert out["results"]["test"] == ref["test"]
     assert [r["epoch"] for r in out["results"]["curve"]] == list(range(1, 31))
+
+
+def test_two_processes_never_train_the_same_run(tmp_path):
+    """While one process trains a run, a second ``run`` of the same config waits for it and reuses its result."""
+    cfg = _cfg(train={"epochs": 30, "eval_every": 2})
+    cfg_file = tmp_path / "cfg.json"
+    from mimea.training.config import to_dict
+
+    cfg_file.write_text(json.dumps(to_dict(cfg)))
+    store_root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(cfg_file), str(store_root)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (store_root / "runs").exists() and list((store_root / "runs").glob("*/checkpoint.pt")):
+            break
+        time.sleep(0.05)
+    else:
+        proc.kill()
+        pytest.fail("the first process finished or failed before writing a checkpoint")
+    out = run(cfg, store_root)          # blocks on the run's lock until the first process is done
+    assert proc.wait(timeout=120) == 0
+    assert out["reused"], "the second process trained the run too"
+    assert [r["epoch"] for r in out["results"]["curve"]] == list(range(1, 31))

@@ -10,12 +10,11 @@ back, and a killed trial's checkpoint resumes when the study retries it.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import platform
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -57,25 +56,6 @@ def config_of_params(base: RunConfig, params: dict[str, Any]) -> RunConfig:
     return trial_config(base, suggest(fixed, registry.get(base.model)))
 
 
-@contextlib.contextmanager
-def run_lock(store_root: str | Path, rid: str) -> Iterator[None]:
-    """Exclusive lock on one run folder, so two workers never train the same configuration at once (the second
-    then reuses or resumes what the first left). Released by the OS when a worker dies."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - non-POSIX: no lock (concurrent identical configs are rare)
-        yield
-        return
-    lock_dir = Path(store_root) / ".locks"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / f"{rid}.lock", "a+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 class Objective:
     """Callable objective for ``study.optimize``.
 
@@ -110,13 +90,12 @@ class Objective:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"valid MRR {value:.4f} at epoch {epoch}")
 
-        with run_lock(self.store_root, rid):
-            try:
-                out = run(cfg, self.store_root, on_eval=on_eval)
-            except optuna.TrialPruned:
-                # a pruned configuration is not resumed: free its checkpoint (weights + optimiser state)
-                RunStore(self.store_root).drop_checkpoint(rid)
-                raise
+        try:
+            out = run(cfg, self.store_root, on_eval=on_eval)   # holds the run's lock (mimea.store.lock)
+        except optuna.TrialPruned:
+            # a pruned configuration is not resumed: free its checkpoint (weights + optimiser state)
+            RunStore(self.store_root).drop_checkpoint(rid)
+            raise
         meta = out["metadata"]
         for key in ("epochs_run", "best_epoch", "stopped_by", "train_time_s"):
             if key in meta:

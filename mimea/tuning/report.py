@@ -26,10 +26,10 @@ import optuna
 from optuna.trial import TrialState
 
 from mimea.pipeline import run, with_seed
-from mimea.store import atomic_write_json, atomic_write_text, run_id
+from mimea.store import atomic_write_json, atomic_write_text
 from mimea.store.atomic import atomic_write_bytes
 from mimea.training.config import RunConfig, to_dict
-from mimea.tuning.objective import config_of_params, run_lock, validation_mrr
+from mimea.tuning.objective import config_of_params, validation_mrr
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +146,7 @@ def _mean_std(values: list[float]) -> dict[str, float]:
 
 
 def _locked_run(cfg: RunConfig, store_root: str | Path) -> dict[str, Any]:
-    with run_lock(store_root, run_id(to_dict(cfg))):
-        return run(cfg, store_root)
+    return run(cfg, store_root)   # mimea.pipeline.run holds the run's lock
 
 
 def replicate_best(study: optuna.Study, base: RunConfig, replicates: int, results: str | Path,
