@@ -259,3 +259,29 @@ def test_pipeline_run_records_the_protocol(cls, tmp_path, synthetic_root):
     assert proto["images"] == "synthetic" and "image" in proto["modalities"]
     assert out["metadata"]["n_parameters"] > 0 and 0.0 <= out["results"]["test"]["mean"]["hits@1"] <= 1.0
     assert (out["path"] / "modality_weights.pt").is_file() == (cls is not MSNEA)
+
+
+def test_msnea_epoch_is_a_pass_over_the_triples(pair):
+    """The trainer takes as many steps per epoch as MSNEA's authors (ceil(triples / triple batch)), each on the
+    link batch, where every other model takes one pass over the link batches."""
+    from mimea.training.config import TrainConfig
+    from mimea.training.trainer import Trainer
+
+    model = _model(MSNEA, pair, triple_batch_size=256)
+    want = -(-len(pair.triples) // 256)
+    assert want > 1 and model.steps_per_epoch(100, 5000) == want
+    calls = []
+    original = model.loss
+
+    def counting(emb, links):
+        calls.append(len(links))
+        return original(emb, links)
+
+    model.loss = counting
+    trainer = Trainer(model, TrainConfig(epochs=1, batch_size=5000, eval_every=1, progress=False),
+                      lambda m: {"mean": {"mrr": 0.0}})
+    trainer.fit(pair.links[:100])
+    assert len(calls) == want and set(calls) == {100}
+    # a model without its own epoch: one pass over the links
+    eva = _model(EVA, pair)
+    assert eva.steps_per_epoch(100, 30) is None

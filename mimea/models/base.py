@@ -64,6 +64,11 @@ class AlignmentModel(nn.Module):
     def loss(self, emb: Embeddings, links: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def steps_per_epoch(self, n_links: int, batch_size: int) -> int | None:
+        """Optimisation steps in one epoch; None (default): one pass over the links in batches of ``batch_size``.
+        A model whose authors define the epoch otherwise (MSNEA: a pass over the triples) returns its count."""
+        return None
+
     def batch_loss(self, links: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """One training step's loss on seed links ``[B, 2]``: the forward the class allows, then ``loss``.
 

@@ -65,9 +65,16 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     def _batches(self, links: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
-        perm = torch.randperm(len(links), generator=gen).to(links.device)
+        """One epoch's link batches: a shuffled pass over the links, or, when the model says its epoch is
+        ``steps_per_epoch`` steps (MSNEA: a pass over the triples), that many batches from repeated passes."""
         bs = max(1, self.cfg.batch_size)
-        return [links[perm[i:i + bs]] for i in range(0, len(links), bs)]
+        want = self.model.steps_per_epoch(len(links), bs)
+        out: list[torch.Tensor] = []
+        while True:
+            perm = torch.randperm(len(links), generator=gen).to(links.device)
+            out += [links[perm[i:i + bs]] for i in range(0, len(links), bs)]
+            if want is None or len(out) >= want:
+                return out if want is None else out[:want]
 
     def fit(self, train_links: torch.Tensor) -> TrainResult:
         cfg, model = self.cfg, self.model
