@@ -23,6 +23,26 @@ def _cfg(model="gcn_align", **over):
     return resolve(model, "smoke", o)
 
 
+def _start_until_checkpoint(cfg, store_root: Path, tmp_path: Path):
+    """Start ``python -m mimea.pipeline`` on ``cfg`` in a child process; return (process, first checkpoint path)
+    once the child has written its first checkpoint (the test fails if it ends before)."""
+    from mimea.training.config import to_dict
+
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps(to_dict(cfg)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(cfg_file), str(store_root)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        found = list((store_root / "runs").glob("*/checkpoint.pt")) if (store_root / "runs").exists() else []
+        if found:
+            return proc, found[0]
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the run finished or failed before writing a checkpoint")
+
+
 def test_run_writes_the_store_and_is_reused(tmp_path):
     out = run(_cfg(), tmp_path)
     p = Path(out["path"])
@@ -56,26 +76,9 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
     """SIGKILL a training process after its first checkpoint; the rerun resumes and matches an unbroken run."""
     cfg = _cfg(train={"epochs": 30, "eval_every": 2})
     ref = run(cfg, tmp_path / "ref")["results"]
-    cfg_file = tmp_path / "cfg.json"
-    from mimea.training.config import to_dict
-
-    cfg_file.write_text(json.dumps(to_dict(cfg)))
     store_root = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(cfg_file), str(store_root)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = RunStore(store_root)
-    deadline = time.time() + 120
-    ckpt = None
-    while time.time() < deadline and proc.poll() is None:
-        found = list((store_root / "runs").glob("*/checkpoint.pt")) if (store_root / "runs").exists() else []
-        if found:
-            ckpt = found[0]
-            break
-        time.sleep(0.05)
-    if ckpt is None:
-        proc.kill()
-        pytest.fail("the run finished or failed before writing a checkpoint")
+    proc, ckpt = _start_until_checkpoint(cfg, store_root, tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     rid = ckpt.parent.name
@@ -91,22 +94,8 @@ def test_killed_run_resumes_to_the_same_result(tmp_path):
 def test_two_processes_never_train_the_same_run(tmp_path):
     """While one process trains a run, a second ``run`` of the same config waits for it and reuses its result."""
     cfg = _cfg(train={"epochs": 30, "eval_every": 2})
-    cfg_file = tmp_path / "cfg.json"
-    from mimea.training.config import to_dict
-
-    cfg_file.write_text(json.dumps(to_dict(cfg)))
     store_root = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    proc = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(cfg_file), str(store_root)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (store_root / "runs").exists() and list((store_root / "runs").glob("*/checkpoint.pt")):
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("the first process finished or failed before writing a checkpoint")
+    proc, _ = _start_until_checkpoint(cfg, store_root, tmp_path)
     out = run(cfg, store_root)          # blocks on the run's lock until the first process is done
     assert proc.wait(timeout=120) == 0
     assert out["reused"], "the second process trained the run too"
