@@ -196,3 +196,20 @@ def test_interaction_switch_removes_exactly_the_attention_parameters():
     assert without < with_i
     assert all(n.startswith("interaction.") for n in with_i - without)
     assert not any(n.startswith("interaction.") for n in without)
+
+
+@pytest.mark.parametrize("kind", ["beta", "softmax", "mean"])
+def test_an_entity_with_no_modality_gets_zero_weights_and_finite_gradients(kind):
+    """An entity with no modality at all (MIMEA without the graph modality on FBDB15K) has a zero joint embedding;
+    normalising it in a loss must not send NaN back into the fusion (it did: inf * 0 in the weight mask)."""
+    torch.manual_seed(0)
+    fusion = build_fusion(kind, 2, 8, interaction=kind != "mean")
+    tokens = torch.nn.functional.normalize(torch.randn(4, 2, 8), dim=-1).requires_grad_(True)
+    present = torch.tensor([[True, True], [True, False], [False, False], [False, True]])
+    out = fusion(tokens, present)
+    assert torch.equal(out.weights[2], torch.zeros(2))
+    joint = torch.nn.functional.normalize(joint_embedding(out.weights, tokens), dim=-1)
+    (joint @ joint.t()).sum().backward()
+    assert torch.isfinite(tokens.grad).all()
+    for p in fusion.parameters():
+        assert p.grad is None or torch.isfinite(p.grad).all()

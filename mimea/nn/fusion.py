@@ -62,8 +62,12 @@ def masked_normalize(raw: Tensor, present: Tensor) -> Tensor:
 
     ``raw`` must be positive. A row with no present modality gets all-zero weights (never NaN).
     """
-    w = raw * present.to(raw.dtype)
-    return w / w.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(raw.dtype).tiny)
+    # where, not a product, and a denominator of 1 on all-missing rows: their joint embedding is zero, whose
+    # normalisation has a huge (1/eps) gradient; through raw * 0 and a 1/tiny denominator that became inf * 0 = NaN
+    # (MIMEA on FBDB15K without the graph modality: 13 entities of a batch have no modality at all).
+    w = torch.where(present, raw, torch.zeros_like(raw))
+    total = w.sum(dim=-1, keepdim=True)
+    return w / torch.where(total > 0, total, torch.ones_like(total))
 
 
 def joint_embedding(weights: Tensor, tokens: Tensor) -> Tensor:
