@@ -55,6 +55,10 @@ def load_data(data: DataConfig, cache_root: str | Path = "results/data") -> MMKG
     return _load_cached(str(root), name, data.use_names, data.missing_image, data.top_k_features)
 
 
+#: Validation candidate pools (``eval.valid_pool``).
+VALID_POOLS = ("valid", "unseen")
+
+
 def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = False,
         on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
     """Run (or resume, or reuse) one configured run; returns ``{"run_id", "results", "metadata", "path"}``.
@@ -72,6 +76,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
                 on_eval: Callable[[int, dict], None] | None) -> dict[str, Any]:
     from mimea.data.splits import make_split, split_to_dict
     from mimea.evaluation.neighbours import mutual_nearest_neighbours
+    from mimea.evaluation.pool import evaluate_in_pool
     from mimea.evaluation.ranking import evaluate
 
     store_root = store.root
@@ -97,7 +102,16 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
     model = cls(dpair, model_config(cfg)).to(device)
     ev = cfg.eval
 
+    if ev.valid_pool not in VALID_POOLS:
+        raise ValueError(f"eval.valid_pool={ev.valid_pool!r}; choose from {', '.join(VALID_POOLS)}")
+    if ev.valid_pool == "unseen":   # every entity of each KG that is not in a training link
+        pool_l = pair.kg1[~torch.isin(pair.kg1, split.train[:, 0])].to(device)
+        pool_r = pair.kg2[~torch.isin(pair.kg2, split.train[:, 1])].to(device)
+
     def validate(m) -> dict:
+        if ev.valid_pool == "unseen":
+            return evaluate_in_pool(m.embed(), split.valid.to(device), pool_l, pool_r, similarity=ev.similarity,
+                                    csls_k=ev.csls_k, chunk_size=ev.chunk_size)
         return evaluate(m.embed(), split.valid.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
                         chunk_size=ev.chunk_size)
 

@@ -251,3 +251,38 @@ def test_export_without_names_and_rejects_short_names(tmp_path):
     with pytest.raises(ValueError, match="names"):
         export_predictions(emb, pairs, tmp_path / "q.csv", names=["x"], similarity="csls", csls_k=1)
     assert not (tmp_path / "q.csv").exists()
+
+
+# -- candidate pools (validation with a test-sized pool) ------------------------------------------------------------
+def test_pool_of_exactly_the_links_gives_evaluate_numbers():
+    from mimea.evaluation.pool import evaluate_in_pool
+
+    torch.manual_seed(0)
+    emb = torch.randn(300, 16)
+    emb[5] = emb[6]                                    # a tie among the candidates
+    pairs = torch.stack([torch.randperm(150)[:100], 150 + torch.randperm(150)[:100]], 1)
+    for sim in ("cosine", "csls"):
+        a = evaluate(emb, pairs, similarity=sim)
+        b = evaluate_in_pool(emb, pairs, pairs[:, 0], pairs[:, 1], similarity=sim)
+        for d in ("l2r", "r2l"):
+            assert a[d] == pytest.approx(b[d], abs=1e-12)
+
+
+def test_pool_ranks_are_brute_force_ranks_among_the_pool():
+    from mimea.evaluation.pool import evaluate_in_pool
+
+    torch.manual_seed(1)
+    emb = torch.randn(200, 8)
+    pairs = torch.tensor([[0, 100], [1, 101], [2, 102]])
+    left_pool, right_pool = torch.arange(0, 60), torch.arange(100, 190)
+    out = evaluate_in_pool(emb, pairs, left_pool, right_pool, similarity="cosine", hits=(1,))
+    e = torch.nn.functional.normalize(emb, dim=1)
+    ranks = []
+    for a, b in pairs.tolist():
+        s = e[a] @ e[right_pool].T
+        g = e[a] @ e[b]
+        ranks.append(1 + float((s > g).sum()) + 0.5 * (float((s == g).sum()) - 1))
+    assert out["l2r"]["mr"] == pytest.approx(sum(ranks) / 3)
+    assert out["pool"] == [60, 90]
+    with pytest.raises(ValueError, match="not in the candidate pool"):
+        evaluate_in_pool(emb, pairs, left_pool, torch.arange(101, 190))

@@ -100,3 +100,24 @@ def test_two_processes_never_train_the_same_run(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert out["reused"], "the second process trained the run too"
     assert [r["epoch"] for r in out["results"]["curve"]] == list(range(1, 31))
+
+
+def test_validation_in_a_test_sized_pool(tmp_path):
+    """eval.valid_pool="unseen" ranks the validation links among every entity outside the training links (its own
+    run id); the default keeps the ids runs had before the option existed."""
+    from mimea.store import run_id
+    from mimea.training.config import to_dict
+
+    base = _cfg()
+    d = to_dict(base)
+    without_key = json.loads(json.dumps(d))
+    del without_key["eval"]["valid_pool"]
+    assert run_id(d) == run_id(without_key)
+    pooled = _cfg(eval={"valid_pool": "unseen"})
+    assert run_id(to_dict(pooled)) != run_id(d)
+    small = run(base, tmp_path)["results"]["valid"]
+    large = run(pooled, tmp_path)["results"]["valid"]
+    assert large["pool"][0] > large["n"] and large["pool"][1] > large["n"]
+    assert large["l2r"]["mrr"] < small["l2r"]["mrr"]       # the same kind of model, far more distractors
+    with pytest.raises(ValueError, match="valid_pool"):
+        run(_cfg(eval={"valid_pool": "everything"}), tmp_path)

@@ -9,12 +9,19 @@ from typing import Any
 _NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), ("eval", "export_predictions"),
               ("data", "data_dir")}
 
+# Keys added to the config after runs were stored, with the value every earlier run implicitly had: at that value
+# they stay out of the id, so the stored runs keep their ids (and are reused); any other value enters it.
+_ADDED_LATER = {("eval", "valid_pool"): "valid"}
+
 
 def canonical(config: dict[str, Any]) -> str:
     """Canonical JSON of a config dict with the id-neutral keys removed."""
     d = json.loads(json.dumps(config, sort_keys=True))
     for section, key in _NOT_IN_ID:
         if isinstance(d.get(section), dict):
+            d[section].pop(key, None)
+    for (section, key), old in _ADDED_LATER.items():
+        if isinstance(d.get(section), dict) and d[section].get(key, old) == old:
             d[section].pop(key, None)
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 

@@ -66,6 +66,9 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     similarity: str = "csls"            # "cosine" | "csls"
+    valid_pool: str = "valid"           # candidates of validation: "valid" (the validation links' own entities,
+                                        # ~270 at FB 20 %) | "unseen" (every entity not in a training link,
+                                        # test-sized; see mimea/evaluation/pool.py for why)
     csls_k: int = 3
     chunk_size: int = 4096
     export_predictions: bool = False    # per-pair predictions (ids, names, rank, top-k) in the run folder
