@@ -416,7 +416,9 @@ def data_notes(records: Iterable, dataset_labels: dict[str, str]) -> list[str]:
     out = []
     for key, d in per.items():
         parts = d["origin"] + [f"image features {'/'.join(d['images'])}"]
-        parts += d["deviations"]
+        if d["deviations"]:
+            parts.append("the numbered headings of its PROVENANCE.md section on deviations: " + "; ".join(
+                f"({i}) {dev.rstrip(':').strip()}" for i, dev in enumerate(d["deviations"], 1)))
         out.append(f"Data, {dataset_labels.get(key, key)} (from the runs' metadata): " + "; ".join(parts) + ".")
     return out
 
