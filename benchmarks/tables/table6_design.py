@@ -14,7 +14,7 @@ NUMBER = 6
 #: no override, so it is the same run as the full model of tables 2, 4 and 5.
 DESIGN: tuple[tuple[str, str, tuple[Any, ...]], ...] = (
     ("fusion", "Modality fusion", ("beta", "softmax")),
-    ("transport", "Cross-KG transport", ("sinkhorn", "identity")),
+    ("transport", "Unimodal-to-joint transport", ("sinkhorn", "identity")),
     ("cl_weighting", "Contrastive-loss weighting", ("adaptive", "uncertainty")),
 )
 
