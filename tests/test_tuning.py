@@ -252,3 +252,19 @@ def test_two_workers_on_one_postgres_study(tmp_path):
         best = json.loads((tmp_path / f"results{i}" / "tuning" / name / "best.json").read_text())
         assert best["value"] == study.best_value and best["n_complete"] + best["n_pruned"] == n
     optuna.delete_study(study_name=name, storage=tstudy.normalize_url(url))
+
+
+def test_printed_train_command_reproduces_the_measured_configuration():
+    """The "train it" line carries the exact floats (a rounded lr would be another run) and the study's non-default
+    base settings such as eval.valid_pool."""
+    from pathlib import Path
+
+    from mimea.tuning.report import format_best
+
+    best = {"trial": 3, "value": 0.4, "n_complete": 1, "n_pruned": 0, "n_fail": 0, "model": "mimea",
+            "dataset": "FBDB15K", "ratio": 0.2, "profile": "cpu",
+            "train": {"lr": 0.000368306635512734, "weight_decay": 0.0005829183105120339},
+            "config": {"eval": {"similarity": "csls", "valid_pool": "unseen"}, "split": {"ratio": 0.2}}}
+    line = format_best(best, Path("out")).splitlines()[-1]
+    assert "train.lr=0.000368306635512734" in line and "eval.valid_pool=unseen" in line
+    assert "eval.similarity" not in line and "split.ratio" not in line

@@ -130,8 +130,16 @@ def write_report(study: optuna.Study, base: RunConfig, out: str | Path) -> dict[
 
 
 def format_best(best: dict[str, Any], out: Path) -> str:
-    sets = " ".join(f"train.{k}={v:.6g}" if isinstance(v, float) else f"train.{k}={v}"
+    sets = " ".join(f"train.{k}={v!r}" if isinstance(v, float) else f"train.{k}={v}"   # exact: reruns reuse the run
                     for k, v in best["train"].items())
+    # the study's own base settings that differ from the defaults (e.g. eval.valid_pool), so the command
+    # trains the very configuration the study measured
+    from mimea.training.config import EvalConfig, SplitConfig
+
+    for section, defaults in (("eval", EvalConfig()), ("split", SplitConfig())):
+        for k, v in (best.get("config", {}).get(section) or {}).items():
+            if k != "ratio" and hasattr(defaults, k) and getattr(defaults, k) != v:
+                sets += f" {section}.{k}={v!r}" if isinstance(v, float) else f" {section}.{k}={v}"
     data = "" if best["dataset"] == "synthetic" else " --data-dir ROOT"
     return (f"best: trial {best['trial']}, valid MRR {best['value']:.4f} "
             f"({best['n_complete']} complete, {best['n_pruned']} pruned, {best['n_fail']} failed)\n"
