@@ -100,6 +100,17 @@ def _at_focus(ctx: Context, records: list[RunRecord]) -> tuple[tuple[str, float]
     return focus, [r for r in recs if (r.spec.dataset, r.spec.ratio) == focus]
 
 
+def _finish_focus(fig, ax, ctx: Context, focus: tuple[str, float], xlabel: str, ylabel: str, out_dir: Path,
+                  name: str) -> list[Path]:
+    """Labels, the (dataset, ratio) title, grid and legend of a single-panel figure; then save it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{dataset_label(ctx, focus[0])}, {focus[1] * 100:g}% seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _save(fig, out_dir, name)
+
+
 def hits_vs_time(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:
     focus, mine = _at_focus(ctx, records)
     if focus is None:
@@ -117,12 +128,7 @@ def hits_vs_time(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[
         xs.append(tx)
     if xs and min(xs) > 0 and max(xs) / min(xs) > 10:
         ax.set_xscale("log")
-    ax.set_xlabel("total training time (s)")
-    ax.set_ylabel("H@1 (test)")
-    ax.set_title(f"{dataset_label(ctx, focus[0])}, {focus[1] * 100:g}% seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, out_dir, "fig_hits_vs_time")
+    return _finish_focus(fig, ax, ctx, focus, "total training time (s)", "H@1 (test)", out_dir, "fig_hits_vs_time")
 
 
 def training_curves(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:
@@ -142,12 +148,7 @@ def training_curves(ctx: Context, records: list[RunRecord], out_dir: Path) -> li
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation MRR (mean of both directions)")
-    ax.set_title(f"{dataset_label(ctx, focus[0])}, {focus[1] * 100:g}% seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
-    return _save(fig, out_dir, "fig_training_curves")
+    return _finish_focus(fig, ax, ctx, focus, "epoch", "validation MRR (mean of both directions)", out_dir, "fig_training_curves")
 
 
 def modality_weights(ctx: Context, records: list[RunRecord], out_dir: Path) -> list[Path]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.tables.registry import OURS, PRIMARY_DATASET, TABLES, model_label
-from benchmarks.tables.render import Column, Group, Table, data_notes, missing_note, protocol_notes, run_notes
+from benchmarks.tables.render import Column, Group, Table
 from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, make_spec
 from benchmarks.tables.table2_fbdb import METRICS, data_caption, ratio_header
-from benchmarks.tables.variant_rows import variant_rows
+from benchmarks.tables.variant_rows import variant_notes, variant_rows
 
 NUMBER = 6
 #: (MIMEA config field, group title, (our choice, the alternative)). A choice equal to MIMEA's default runs with
@@ -57,9 +57,7 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
     caption = (f"{model_label(OURS)} with each design choice of docs/method.md replaced by its alternative (one at "
                f"a time), seed ratio {ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
                + " ".join(data_caption(ctx, ds) for ds in datasets))
-    notes = run_notes(used, ctx.replicates) + protocol_notes(used, {OURS: model_label(OURS)}) \
-        + data_notes(used, {ds: dataset_label(ctx, ds) for ds in datasets}) \
-        + missing_note([s for *_, s in specs], runs, {OURS: model_label(OURS)})
+    notes = variant_notes(ctx, specs, runs, used, datasets)
     title = TABLES[NUMBER].title + ("" if len(datasets) > 1 else f" ({dataset_label(ctx, datasets[0])})")
     return Table(NUMBER, title, caption, columns, [Group(t, rows) for t, rows in groups.items()], notes,
                  stub="Choice", bold_scope="group", replicates=ctx.replicates)

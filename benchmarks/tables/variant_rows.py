@@ -1,9 +1,9 @@
 """Rows of MIMEA variants (tables 4 and 6): one row per (group, label), one cell block per dataset."""
 from __future__ import annotations
 
-from benchmarks.tables.registry import DIRECTION, OURS
-from benchmarks.tables.render import Row, metric_cell
-from benchmarks.tables.sweep import RunRecord, RunSpec, group_records
+from benchmarks.tables.registry import DIRECTION, OURS, model_label
+from benchmarks.tables.render import Row, data_notes, metric_cell, missing_note, protocol_notes, run_notes
+from benchmarks.tables.sweep import Context, RunRecord, RunSpec, dataset_label, group_records
 
 
 def variant_rows(specs: list[tuple[str | None, str, str, RunSpec]], runs: dict[str, RunRecord],
@@ -30,3 +30,12 @@ def variant_rows(specs: list[tuple[str | None, str, str, RunSpec]], runs: dict[s
                 cells[f"{ds}:{m}"] = metric_cell(recs, m, DIRECTION)
         groups.setdefault(group, []).append(Row(label, cells))
     return groups, list(used.values())
+
+
+def variant_notes(ctx: Context, specs: list[tuple[str | None, str, str, RunSpec]], runs: dict[str, RunRecord],
+                  used: list[RunRecord], datasets: tuple[str, ...]) -> list[str]:
+    """The notes under a table of MIMEA variants: runs, protocol, data deviations, unfinished runs."""
+    labels = {OURS: model_label(OURS)}
+    return run_notes(used, ctx.replicates) + protocol_notes(used, labels) \
+        + data_notes(used, {ds: dataset_label(ctx, ds) for ds in datasets}) \
+        + missing_note([s for *_, s in specs], runs, labels)
