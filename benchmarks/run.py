@@ -20,6 +20,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repository importable (benchmarks, mimea)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from mimea.training.config import PROFILES as PROFILE_NAMES  # noqa: E402
 from benchmarks.tables.registry import DEFAULT_REPLICATES, FIGURES, MODELS, TABLES, table_module  # noqa: E402
 
 EXIT_RUN_FAILED, EXIT_INPUT_ERROR = 1, 2
@@ -57,7 +58,7 @@ def make_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Tables: " + "; ".join(f"{n}: {t.title}" for n, t in TABLES.items()))
     p.add_argument("--table", type=_tables, required=True, help="N, N,M or all")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--dataset", type=_names, default=None,
                    help="datasets of tables 1 and 4 (all given) and 5, 6 (the first); default FBDB15K,FBYG15K")
     p.add_argument("--data-dir", default=None, help="ROOT holding FBDB15K/ and FBYG15K/ (default $MIMEA_DATA_DIR; "

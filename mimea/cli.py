@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from mimea.training.config import PROFILES as PROFILE_NAMES
+
 EXIT_INPUT_ERROR = 2
 
 
@@ -119,7 +121,7 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default=None, help="synthetic (default under smoke) | FBDB15K | FBYG15K | NAME")
     p.add_argument("--data-dir", default=None, help="ROOT holding NAME/norm (default: $MIMEA_DATA_DIR)")
     p.add_argument("--ratio", type=float, default=None, help="seed ratio (0.2, 0.5, 0.8)")
-    p.add_argument("--profile", default="smoke", choices=["smoke", "cpu", "paper"])
+    p.add_argument("--profile", default="smoke", choices=list(PROFILE_NAMES))
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--iterative", action="store_true", help="iterative training (recorded in the protocol)")
     p.add_argument("--device", default=None, help="auto (default) | cpu | cuda | cuda:N")

@@ -50,6 +50,19 @@ def _load_cached(root: str, name: str, use_names: bool, missing_image: str, top_
     return load_pair(root, name, use_names=use_names, missing_image=missing_image, top_k=top_k)
 
 
+def data_fingerprint(data: DataConfig, store_root: str | Path = "results") -> str:
+    """The content fingerprint of the data a config reads (:mod:`mimea.data.fingerprint`), cached in the store."""
+    from mimea.data.fingerprint import fingerprint
+
+    root, name = data_location(data, Path(store_root) / "data")
+    return fingerprint(root, name, cache=Path(store_root) / ".cache" / "fingerprints.json")
+
+
+def run_identity(cfg: RunConfig, store_root: str | Path = "results") -> str:
+    """The run id of ``cfg``: its resolved config and the content of the data it reads (not the data's path)."""
+    return run_id(to_dict(cfg), data_fingerprint(cfg.data, store_root))
+
+
 def load_data(data: DataConfig, cache_root: str | Path = "results/data") -> MMKGPair:
     root, name = data_location(data, cache_root)
     return _load_cached(str(root), name, data.use_names, data.missing_image, data.top_k_features)
@@ -67,7 +80,7 @@ def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = Fal
     there and may raise to stop the run; the checkpoint then stays for a later resume).
     """
     store = RunStore(store_root)
-    rid = run_id(to_dict(cfg))
+    rid = run_identity(cfg, store_root)
     with run_lock(store_root, rid):   # two processes on one store never train the same run at once
         return _run_locked(cfg, store, rid, force=force, on_eval=on_eval)
 
@@ -115,6 +128,11 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
         return evaluate(m.embed(), split.valid.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
                         chunk_size=ev.chunk_size)
 
+    def test_curve(m) -> dict:   # the authors' protocol only: recorded, never used to select or stop
+        t = evaluate(m.embed(), split.test.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
+                     chunk_size=ev.chunk_size)
+        return {"l2r": t["l2r"], "mean": t["mean"]}
+
     seeder = None
     if cfg.train.iterative:
         known = torch.cat([split.train, split.valid]).to(device)
@@ -131,15 +149,17 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
 
         seeder = PseudoSeeder(propose, cfg.train.il_start, cfg.train.il_every, cfg.train.il_commit_every)
 
-    trainer = Trainer(model, cfg.train, validate, select_metric=cfg.train.select_metric, seeder=seeder,
-                      save=lambda state: store.save_checkpoint(rid, state),
+    has_valid = len(split.valid) > 0   # split.val_fraction=0: every seed trains, the last epoch is the result
+    trainer = Trainer(model, cfg.train, validate if has_valid else None, select_metric=cfg.train.select_metric,
+                      seeder=seeder, save=lambda state: store.save_checkpoint(rid, state),
                       load=lambda: store.load_checkpoint(rid, map_location=device), on_eval=on_eval,
+                      monitor=test_curve if ev.test_curve else None,
                       desc=f"{cfg.model}/{cfg.data.dataset}/{cfg.split.ratio:g}/s{cfg.seed}")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = trainer.fit(split.train.to(device))
 
-    model.load_state_dict(result.best_state)  # the checkpoint selected on VALIDATION
+    model.load_state_dict(result.best_state)  # selected on VALIDATION, or the last epoch's without validation
     emb = model.embed()
     test = evaluate(emb, split.test.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
                     chunk_size=ev.chunk_size)
@@ -162,8 +182,12 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
         **environment(device),
         "run_id": rid,
         "wall_time_s": time.perf_counter() - wall0,
+        # the time of the epochs kept (a resumed run: its attempts' segments up to their last checkpoint,
+        # summed); time per epoch from the same. Each attempt (process) is listed with its own seconds.
         "train_time_s": result.train_time_s,
         "time_per_epoch_s": result.train_time_s / max(result.epochs_run, 1),
+        "attempts": result.attempts,
+        "resumed": len(result.attempts) > 1,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
         "stopped_by": result.stopped_by,
@@ -175,8 +199,11 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
         "protocol": {"iterative": cfg.train.iterative, "names": cfg.data.use_names,
                      "images": pair.provenance.get("image_features", "unknown"),
                      "missing_image_policy": pair.provenance.get("missing_image_policy"),
-                     "split_mode": cfg.split.mode, **model.protocol()},
-        "data": {k: v for k, v in pair.provenance.items()},
+                     "split_mode": cfg.split.mode,
+                     "selection": result.convergence.get("selection", "validation"),
+                     "test_curve": bool(ev.test_curve),
+                     "profile": cfg.profile, **model.protocol()},
+        "data": {**pair.provenance, "fingerprint": data_fingerprint(cfg.data, store_root)},
         "split": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test),
                   "seeds_added_by_iterative": result.seeds_added},
         "n_evaluations": len([h for h in n_epochs_with_time if "valid" in h]),

@@ -436,10 +436,15 @@ def run_notes(records: Sequence, replicates: int) -> list[str]:
     stopped = Counter(str(r.metadata.get("stopped_by")) for r in records)
     profiles = sorted({c.profile for c in cfgs})
     devices = sorted({str(r.metadata.get("device_name") or r.metadata.get("device")) for r in records})
+    selections = sorted({str((r.metadata.get("protocol") or {}).get("selection", "validation")) for r in records})
+    chosen = " | ".join("the checkpoint selected on validation MRR" if s == "validation" else
+                        "AUTHORS' PROTOCOL: no validation links, every seed trains, the last epoch's model is the "
+                        "result (the test curve was evaluated during training, as their scripts do)"
+                        for s in selections)
     out = [f"Ours: mean ± std (sample) over n={replicates} replicate(s) per cell (init seeds "
            f"{', '.join(map(str, seeds))}; the split fixed: {'; '.join(splits)}).",
-           f"Test links, left-to-right (KG1 → KG2), {', '.join(sims)} ranking; the checkpoint selected on "
-           f"validation MRR. Profile {', '.join(profiles)}; {len(records)} runs, stopped by "
+           f"Test links, left-to-right (KG1 → KG2), {', '.join(sims)} ranking; {chosen}. "
+           f"Profile {', '.join(profiles)}; {len(records)} runs, stopped by "
            + ", ".join(f"{k} {v}" for k, v in sorted(stopped.items())) + f"; device {', '.join(devices)}."]
     return out
 

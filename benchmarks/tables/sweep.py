@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from mimea.store import RunStore, atomic_write_json, run_id
+from mimea.pipeline import run_identity
+from mimea.store import RunStore, atomic_write_json
 from mimea.training.config import RunConfig, resolve, to_dict
 
 from benchmarks.tables.registry import DATASETS, DEFAULT_REPLICATES, MODELS, PRIMARY_DATASET, RATIOS, \
@@ -159,7 +160,7 @@ def make_spec(ctx: Context, model: str, dataset: str, ratio: float, seed: int,
                            {"data": data, "split": {"ratio": float(ratio)}, "seed": int(seed)})
     cfg = resolve(model, ctx.profile, overrides, {**tuned_model, **user_model, **(variant or {})})
     label = ",".join(f"{k}={_short(v)}" for k, v in (variant or {}).items())
-    return RunSpec(model, dataset, float(ratio), int(seed), label, cfg, run_id(to_dict(cfg)))
+    return RunSpec(model, dataset, float(ratio), int(seed), label, cfg, run_identity(cfg, ctx.results))
 
 
 def _short(v: Any) -> str:

@@ -276,11 +276,12 @@ def load_pair(root: str | Path, name: str, *, use_names: bool = False, missing_i
         "image_features": label,
         "missing_image_policy": missing_image,
         "names_used": bool(use_names),
-        "source": str(root),
+        # names relative to the data ROOT, never an absolute path (records are committed and shared)
+        "source": Path(root).name,
         "dataset": name,
         "deviations": list(raw.deviations),
         "n_images": n_images,
-        "image_file": str(img_path) if img_path is not None else None,
+        "image_file": _relative(img_path, root) if img_path is not None else None,
         "image_seed": image_seed if missing_image == "random" and img is not None else None,
         "top_k": top_k,
         "features": "rel: joint head+tail bag of top-k relation ids (MCLEA/MEAformer load_relation); "
@@ -315,3 +316,11 @@ def load_folder(path: str | Path, **kwargs) -> MMKGPair:
     if path.name in ("", ".", ".."):
         path = path.resolve()
     return load_pair(path.parent, path.name, **kwargs)
+
+
+def _relative(path: Path, root: str | Path) -> str:
+    """``path`` relative to the data ROOT (posix), or its bare name when it lies elsewhere."""
+    try:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return Path(path).name

@@ -79,6 +79,28 @@ class AlignmentModel(nn.Module):
             return self.loss(self(index), local)
         return self.loss(self(), links)
 
+    def summed_loss(self, batches: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The sum of ``loss`` over several link batches from ONE forward (an accumulated optimiser step).
+
+        One batch: exactly :meth:`batch_loss`. Logs are the mean over the batches.
+        """
+        if len(batches) == 1:
+            return self.batch_loss(batches[0])
+        if self.batch_forward:
+            index, local = torch.unique(torch.cat(batches), return_inverse=True)
+            emb = self(index)
+            parts = torch.split(local, [len(b) for b in batches])
+        else:
+            emb = self()
+            parts = batches
+        total, logs = None, {}
+        for part in parts:
+            loss, lg = self.loss(emb, part)
+            total = loss if total is None else total + loss
+            for k, v in lg.items():
+                logs[k] = logs.get(k, 0.0) + float(v) / len(parts)
+        return total, logs
+
     @torch.no_grad()
     def embed(self) -> torch.Tensor:
         """Evaluation embedding: the joint embedding in eval mode."""

@@ -11,7 +11,8 @@ _NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), 
 
 # Keys added to the config after runs were stored, with the value every earlier run implicitly had: at that value
 # they stay out of the id, so the stored runs keep their ids (and are reused); any other value enters it.
-_ADDED_LATER = {("eval", "valid_pool"): "valid"}
+_ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, ("train", "optimizer"): "adamw", ("train", "schedule"): "constant",
+                ("train", "warmup"): 0.0, ("train", "accumulate"): "none"}
 
 
 def canonical(config: dict[str, Any]) -> str:
@@ -26,9 +27,17 @@ def canonical(config: dict[str, Any]) -> str:
     return json.dumps(d, sort_keys=True, separators=(",", ":"))
 
 
-def run_id(config: dict[str, Any]) -> str:
-    """``<model>-<dataset>-r<ratio>-s<seed>-<12 hex>``: readable and unique per resolved config."""
-    digest = hashlib.sha256(canonical(config).encode()).hexdigest()[:12]
+def run_id(config: dict[str, Any], data_fingerprint: str | None = None) -> str:
+    """``<model>-<dataset>-r<ratio>-s<seed>-<12 hex>``: readable and unique per resolved config and data.
+
+    ``data_fingerprint`` (:func:`mimea.data.fingerprint.fingerprint`: the content of what the run reads, not its
+    path) enters the hash, so the same config on other data is another run. Use
+    :func:`mimea.pipeline.run_identity` to get both from a config.
+    """
+    text = canonical(config)
+    if data_fingerprint:
+        text += f"|data={data_fingerprint}"
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     data = config.get("data", {})
     ratio = config.get("split", {}).get("ratio", 0)
     return f"{config.get('model', 'model')}-{data.get('dataset', 'data')}-r{int(round(ratio * 100))}" \

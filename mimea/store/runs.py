@@ -13,6 +13,7 @@ Files, each written atomically:
 from __future__ import annotations
 
 import io
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Iterator
@@ -37,7 +38,7 @@ class RunStore:
         """Create the run folder and write its config (idempotent for a resumed run)."""
         p = self.path(run_id)
         p.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(p / "config.json", config)
+        atomic_write_json(p / "config.json", portable_config(config))
         return p
 
     def write_json(self, run_id: str, name: str, obj: Any) -> None:
@@ -109,6 +110,16 @@ class RunStore:
                 row[f"protocol.{k}"] = _hashable(v)
             rows.append(row)
         return pd.DataFrame(rows)
+
+
+def portable_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as stored: ``data.data_dir`` relative to the working directory, never an absolute path (run
+    records are committed and move between machines; the run id covers the data by content, not by path)."""
+    data = config.get("data")
+    if not isinstance(data, dict) or not data.get("data_dir"):
+        return config
+    rel = os.path.relpath(str(data["data_dir"]))
+    return {**config, "data": {**data, "data_dir": Path(rel).as_posix()}}
 
 
 def _hashable(v: Any) -> Any:

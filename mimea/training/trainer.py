@@ -1,8 +1,9 @@
-"""The shared trainer: AdamW, validation every k epochs, early stopping, checkpoint and resume.
+"""The shared trainer: an optimiser, an epoch plan and a schedule (parts it composes), validation every k epochs, early stopping, checkpoint and resume.
 
 The trainer owns the loop and nothing else. Data, model, evaluation and storage are handed to it:
 
-* ``validate(model) -> dict``       metrics on the VALIDATION links (never the test links);
+* ``validate(model) -> dict``       metrics on the VALIDATION links (never the test links), or None;
+* ``monitor(model) -> dict``        optional, recorded only (the authors' per-epoch test curve);
 * ``save(state)`` / ``load()``      checkpoint persistence (the run store), so a killed run resumes;
 * ``seeder``                        optional iterative-training pseudo-seeder.
 """
@@ -18,6 +19,9 @@ import torch
 
 from mimea.models.base import AlignmentModel
 from mimea.training.config import TrainConfig
+from mimea.training.epoch_plan import EpochPlan
+from mimea.training.optim import build_optimizer
+from mimea.training.schedule import build_schedule
 from mimea.training.iterative import PseudoSeeder
 
 Validator = Callable[[AlignmentModel], dict]
@@ -34,6 +38,7 @@ class TrainResult:
     train_time_s: float
     seeds_added: int = 0
     convergence: dict = field(default_factory=dict)
+    attempts: list = field(default_factory=list)   # per process: first/last epoch trained, seconds spent
 
 
 def score_of(metrics: dict, key: str) -> float:
@@ -55,26 +60,22 @@ def _convergence(history: list[dict], key: str, stopped_by: str, epochs: int, ep
 
 
 class Trainer:
-    def __init__(self, model: AlignmentModel, config: TrainConfig, validate: Validator, *,
+    """The loop. ``validate`` may be None (no validation links: ``split.val_fraction=0``, the authors' protocol):
+    the last epoch's model is then the result (``selection: last_epoch``). ``monitor`` (optional) is evaluated at
+    every evaluation epoch and only recorded in the curve (``record["test"]``): the authors' per-epoch test
+    curve, never used to select or stop."""
+
+    def __init__(self, model: AlignmentModel, config: TrainConfig, validate: Validator | None, *,
                  select_metric: str = "mrr", seeder: PseudoSeeder | None = None,
                  save: Callable[[dict], None] | None = None, load: Callable[[], dict | None] | None = None,
-                 on_eval: Callable[[int, dict], None] | None = None, desc: str = "train"):
-        self.model, self.cfg, self.validate = model, config, validate
+                 on_eval: Callable[[int, dict], None] | None = None, monitor: Validator | None = None,
+                 desc: str = "train"):
+        self.model, self.cfg, self.validate, self.monitor = model, config, validate, monitor
         self.select_metric = select_metric
         self.seeder, self.save, self.load, self.on_eval, self.desc = seeder, save, load, on_eval, desc
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-
-    def _batches(self, links: torch.Tensor, gen: torch.Generator) -> list[torch.Tensor]:
-        """One epoch's link batches: a shuffled pass over the links, or, when the model says its epoch is
-        ``steps_per_epoch`` steps (MSNEA: a pass over the triples), that many batches from repeated passes."""
-        bs = max(1, self.cfg.batch_size)
-        want = self.model.steps_per_epoch(len(links), bs)
-        out: list[torch.Tensor] = []
-        while True:
-            perm = torch.randperm(len(links), generator=gen).to(links.device)
-            out += [links[perm[i:i + bs]] for i in range(0, len(links), bs)]
-            if want is None or len(out) >= want:
-                return out if want is None else out[:want]
+        self.optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
+        self.plan = EpochPlan(config.batch_size, config.accumulate,
+                              model.steps_per_epoch(0, max(1, config.batch_size)))
 
     def fit(self, train_links: torch.Tensor) -> TrainResult:
         cfg, model = self.cfg, self.model
@@ -84,42 +85,61 @@ class Trainer:
         best_valid: dict = {}
         elapsed_before = 0.0
         il_lr_applied = False
+        attempts: list[dict] = []
+        total_steps = cfg.epochs * self.plan.optimizer_steps(len(train_links))
+        schedule = build_schedule(self.optimizer, cfg.schedule, total_steps, cfg.warmup)
 
         state = self.load() if self.load else None
         if state is not None:  # resume exactly where the last checkpoint left off
             model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            if schedule is not None and state.get("schedule") is not None:
+                schedule.load_state_dict(state["schedule"])
             start_epoch = int(state["epoch"]) + 1
             history = state["history"]
             best_score, best_epoch, bad = float(state["best_score"]), int(state["best_epoch"]), int(state["bad"])
             best_state, best_valid = state["best_state"], state["best_valid"]
             train_links = state["train_links"].to(train_links.device)
             elapsed_before = float(state["elapsed"])
+            attempts = list(state.get("attempts") or [])
             il_lr_applied = bool(state.get("il_lr_applied", False))
             torch.set_rng_state(state["rng"])
             gen.set_state(state["gen"])
             if self.seeder is not None and state.get("seeder") is not None:
                 self.seeder.load_state_dict(state["seeder"])
+            if state.get("finished"):
+                # Training had ended (early stopping, last epoch, budget) before the run was killed: finish
+                # exactly as the uninterrupted run did, without one more step.
+                attempts.append({"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0})
+                return self._result(best_state, best_epoch, best_valid, history, int(state["epoch"]),
+                                    str(state["finished"]), elapsed_before, attempts)
 
         t0 = time.perf_counter() - elapsed_before
+        attempt = {"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0}
+        attempts.append(attempt)
+        t_attempt = time.perf_counter()
         stopped_by = "epochs"
         epoch = start_epoch - 1
+        n_evals = len([h for h in history if "valid" in h or "test" in h])
         bar = _progress(cfg, start_epoch, self.desc)
         for epoch in range(start_epoch, cfg.epochs + 1):
             model.train()
             logs_sum: dict[str, float] = {}
-            n_batches = 0
-            for batch in self._batches(train_links, gen):
-                loss, logs = model.batch_loss(batch)
+            n_steps = 0
+            for step in self.plan.steps(train_links, gen):
+                loss, logs = model.summed_loss(step)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 self.optimizer.step()
+                if schedule is not None:
+                    schedule.step()
                 for k, v in {"loss": float(loss.detach()), **logs}.items():
                     logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
-                n_batches += 1
-            record: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_batches, 1) for k, v in logs_sum.items()}}
+                n_steps += 1
+            record: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_steps, 1) for k, v in logs_sum.items()}}
+            record["lr"] = float(self.optimizer.param_groups[0]["lr"])
             if not math.isfinite(record.get("loss", 0.0)):
                 raise FloatingPointError(f"{self.desc}: loss is {record['loss']} at epoch {epoch}")
 
@@ -134,31 +154,46 @@ class Trainer:
             elapsed = time.perf_counter() - t0
             over_budget = cfg.time_budget_s is not None and elapsed > cfg.time_budget_s
             last = epoch == cfg.epochs or over_budget
+            finished = None
             if epoch % cfg.eval_every == 0 or last:
-                valid = self.validate(model)
-                record["valid"] = valid["mean"]
-                score = score_of(valid, self.select_metric)
-                if score > best_score:
-                    best_score, best_epoch, bad, best_valid = score, epoch, 0, valid
-                    best_state = _snapshot(model)
-                else:
-                    bad += 1
-                if self.on_eval:
-                    self.on_eval(epoch, valid)
-                if cfg.patience and bad >= cfg.patience:
-                    stopped_by = "early_stopping"
-                if self.save is not None:
-                    record["time_s"] = time.perf_counter() - t0
-                    history.append(record)
+                n_evals += 1
+                if self.monitor is not None:
+                    record["test"] = self.monitor(model)
+                if self.validate is not None:
+                    valid = self.validate(model)
+                    record["valid"] = valid["mean"]
+                    score = score_of(valid, self.select_metric)
+                    if score > best_score:
+                        best_score, best_epoch, bad, best_valid = score, epoch, 0, valid
+                        best_state = _snapshot(model)
+                    else:
+                        bad += 1
+                    if self.on_eval:
+                        self.on_eval(epoch, valid)
+                    if cfg.patience and bad >= cfg.patience:
+                        stopped_by = "early_stopping"
+                if over_budget and stopped_by != "early_stopping":
+                    stopped_by = "time_budget"
+                if last or stopped_by != "epochs":
+                    finished = stopped_by
+                if self.validate is None and finished:   # no validation: the last epoch's model is the result
+                    best_state, best_epoch = _snapshot(model), epoch
+                record["time_s"] = time.perf_counter() - t0
+                history.append(record)
+                record = None
+                attempt.update(last_epoch=epoch, seconds=time.perf_counter() - t_attempt)
+                every = max(1, cfg.checkpoint_every or 1)
+                if self.save is not None and (finished or n_evals % every == 0):
                     self.save({
                         "model": model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+                        "schedule": schedule.state_dict() if schedule is not None else None,
                         "history": history, "best_score": best_score, "best_epoch": best_epoch, "bad": bad,
                         "best_state": best_state, "best_valid": best_valid, "train_links": train_links.cpu(),
                         "elapsed": time.perf_counter() - t0, "rng": torch.get_rng_state(),
                         "gen": gen.get_state(), "il_lr_applied": il_lr_applied,
                         "seeder": self.seeder.state_dict() if self.seeder is not None else None,
+                        "finished": finished, "attempts": attempts,
                     })
-                    record = None
             if record is not None:
                 record["time_s"] = time.perf_counter() - t0
                 history.append(record)
@@ -168,18 +203,22 @@ class Trainer:
                 if best_valid:
                     post[f"val_{self.select_metric}"] = f"{best_score:.4f}"
                 bar.set_postfix(post)
-            if stopped_by == "early_stopping":
-                break
-            if over_budget:
-                stopped_by = "time_budget"
+            if finished:
                 break
         if bar is not None:
             bar.close()
-        train_time = time.perf_counter() - t0
+        attempt.update(last_epoch=epoch, seconds=time.perf_counter() - t_attempt)
+        return self._result(best_state, best_epoch, best_valid, history, epoch, stopped_by,
+                            time.perf_counter() - t0, attempts)
+
+    def _result(self, best_state, best_epoch, best_valid, history, epochs_run, stopped_by, train_time,
+                attempts) -> TrainResult:
+        conv = _convergence(history, self.select_metric, stopped_by, self.cfg.epochs, epochs_run)
+        conv["selection"] = "validation" if self.validate is not None else "last_epoch"
         return TrainResult(best_state=best_state, best_epoch=best_epoch, best_valid=best_valid, history=history,
-                           epochs_run=epoch, stopped_by=stopped_by, train_time_s=train_time,
-                           seeds_added=self.seeder.added if self.seeder else 0,
-                           convergence=_convergence(history, self.select_metric, stopped_by, cfg.epochs, epoch))
+                           epochs_run=epochs_run, stopped_by=stopped_by, train_time_s=train_time,
+                           seeds_added=self.seeder.added if self.seeder else 0, convergence=conv,
+                           attempts=attempts)
 
 
 def _snapshot(model: torch.nn.Module) -> dict:

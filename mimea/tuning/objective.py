@@ -20,9 +20,9 @@ import optuna
 from optuna.trial import TrialState
 
 from mimea.models import registry
-from mimea.pipeline import run
-from mimea.store import RunStore, run_id
-from mimea.training.config import RunConfig, to_dict
+from mimea.pipeline import run, run_identity
+from mimea.store import RunStore
+from mimea.training.config import RunConfig
 from mimea.training.trainer import score_of
 from mimea.tuning.space import Suggestion, suggest
 
@@ -30,6 +30,11 @@ from mimea.tuning.space import Suggestion, suggest
 OBJECTIVE_METRIC = "mrr"
 #: Trial states that count towards the requested number of trials (and the one that is still on its way).
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class DuplicateTrial(Exception):
+    """The suggested configuration is one a finished trial already ran (same run id): closed as FAIL with user
+    attr ``duplicate_of`` before training, so it never counts towards the study's N trials."""
 
 
 class SurplusTrial(Exception):
@@ -80,8 +85,12 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         self._check_not_surplus(trial)
         cfg = trial_config(self.base, suggest(trial, self.model_cls))
-        rid = run_id(to_dict(cfg))
+        rid = run_identity(cfg, self.store_root)
         trial.set_user_attr("run_id", rid)
+        for t in trial.study.get_trials(deepcopy=False, states=FINISHED):
+            if t.number != trial.number and t.user_attrs.get("run_id") == rid:
+                trial.set_user_attr("duplicate_of", t.number)
+                raise DuplicateTrial(f"trial {trial.number} repeats trial {t.number}'s configuration")
         trial.set_user_attr("worker", f"{platform.node()}:{os.getpid()}")
 
         def on_eval(epoch: int, valid: dict) -> None:

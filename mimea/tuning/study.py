@@ -12,7 +12,9 @@ once, which then resumes from the killed run's checkpoint. Re-running the same c
 N finished trials: none lost, none counted twice.
 
 Sampler: TPE with ``constant_liar`` (parallel workers do not pile onto one point), seeded by ``MIMEA_TUNE_SEED``
-when set (a one-worker study is then reproducible). Pruner: ``MedianPruner`` after 2 startup trials, pruning from
+when set: reseeded per trial number, so a one-worker study is reproducible and a resumed or extended one continues
+its sequence instead of replaying it. A trial whose configuration equals a finished trial's is closed as FAIL
+(user attr ``duplicate_of``) before it trains: a repeat never counts as a new trial. Pruner: ``MedianPruner`` after 2 startup trials, pruning from
 epoch ``max(epochs // 5, eval_every + 1)`` on, so no trial is pruned at its first validation.
 """
 from __future__ import annotations
@@ -29,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mimea.store.ids import canonical
 from mimea.training.config import RunConfig, to_dict
-from mimea.tuning.objective import FINISHED, Objective, SurplusTrial
+from mimea.tuning.objective import FINISHED, DuplicateTrial, Objective, SurplusTrial
 
 HEARTBEAT_ENV = "MIMEA_TUNE_HEARTBEAT"
 GRACE_ENV = "MIMEA_TUNE_GRACE"
@@ -38,7 +40,7 @@ DEFAULT_HEARTBEAT_S = 60
 #: study user attr holding the base configuration (canonical, id-neutral keys removed) it was created for
 BASE_ATTR = "mimea_base_config"
 #: errors that fail one trial (recorded FAIL) without ending the study: a diverging or out-of-memory config
-TRIAL_ERRORS: tuple[type[Exception], ...] = (SurplusTrial, FloatingPointError, MemoryError)
+TRIAL_ERRORS: tuple[type[Exception], ...] = (SurplusTrial, DuplicateTrial, FloatingPointError, MemoryError)
 
 
 def default_study_name(cfg: RunConfig) -> str:
@@ -135,14 +137,55 @@ def make_pruner(base: RunConfig) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=warmup, interval_steps=1)
 
 
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """TPE (``constant_liar``) reseeded for every trial from (study seed, trial number).
+
+    A plain ``TPESampler(seed=s)`` restarts its random sequence in every process: a resumed or extended study then
+    replays its first trials' configurations (trials 2, 3 copies of 0, 1). Seeding each trial by its number
+    continues the sequence instead: the same study seed gives the same trial sequence however the study was
+    interrupted, resumed or extended, and no two trial numbers share a seed. TPE reads every earlier trial from
+    the storage, so a fresh TPE per trial loses nothing.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+        self._inner = self._tpe(0)
+
+    def _tpe(self, number: int) -> optuna.samplers.TPESampler:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=(self.seed * 1_000_003 + number) % 2**32, constant_liar=True)
+
+    def before_trial(self, study, trial) -> None:
+        self._inner = self._tpe(trial.number)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
+
+
 def make_sampler() -> optuna.samplers.BaseSampler:
+    """TPE; with ``MIMEA_TUNE_SEED`` a :class:`TrialSeededSampler` (reproducible, never replays on resume)."""
     text = os.environ.get(SEED_ENV, "").strip()
     if text and not text.isdigit():
         raise ValueError(f"${SEED_ENV} must be a non-negative whole number, got {text!r}")
-    seed = int(text) if text else None
+    if text:
+        return TrialSeededSampler(int(text))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        return optuna.samplers.TPESampler(constant_liar=True)
 
 
 def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -223,7 +266,8 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
         if t is not None and t.state == TrialState.FAIL and not t.user_attrs.get("surplus"):
             failed_in_a_row += 1
             if failed_in_a_row > n_trials:
-                raise RuntimeError(f"{failed_in_a_row} trials in a row failed; see the log above")
+                raise RuntimeError(f"{failed_in_a_row} trials in a row failed or repeated a finished trial's "
+                                   f"configuration (is the search space exhausted?); see the log above")
         else:
             failed_in_a_row = 0
 
@@ -236,6 +280,8 @@ def describe_trial(t: FrozenTrial) -> str:
         value = f"{t.intermediate_values[step]:.4f}@{step}"
     params = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
     note = " (surplus)" if t.user_attrs.get("surplus") else ""
+    if "duplicate_of" in t.user_attrs:
+        note = f" (repeats trial {t.user_attrs['duplicate_of']}: not counted)"
     return f"trial {t.number:>3} {t.state.name:<8} valid MRR {value:<12} {params}{note}"
 
 
