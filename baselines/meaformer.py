@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mimea.data.pair import MMKGPair
 from mimea.models.base import AlignmentModel, Embeddings, ModelConfig
-from mimea.models.registry import register
+from mimea.models.registry import AUTHORS_DATA, register
 from mimea.nn.global_fusion import weighted_concat
 from mimea.nn.losses import UncertaintyWeighting, info_nce
 from mimea.nn.multimodal import EncoderConfig, encoder_protocol, evaluating
@@ -37,9 +37,13 @@ class ModalityTransformerLayer(nn.Module):
     """One BERT layer over modality tokens ``[N, M, d]``: returns hidden states and attention ``[N, H, M, M]``."""
 
     def __init__(self, dim: int, heads: int = 1, attn_dropout: float = 0.1, hidden_dropout: float = 0.1,
-                 ffn_dim: int | None = None):
+                 ffn_dim: int | None = None, init: str = "linear"):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, dropout=attn_dropout, batch_first=True)
+        if init == "linear":
+            linear_init_(self.attn)
+        elif init != "xavier":
+            raise ValueError(f"unknown attn_init {init!r}; known: linear, xavier")
         self.drop = nn.Dropout(hidden_dropout)
         self.norm = nn.LayerNorm(dim, eps=1e-12)
         self.ffn = None
@@ -54,6 +58,20 @@ class ModalityTransformerLayer(nn.Module):
         if self.ffn is not None:
             hidden = self.ffn_norm(hidden + self.ffn(hidden))
         return hidden, probs
+
+
+def linear_init_(attn: nn.MultiheadAttention) -> None:
+    """Re-initialise ``attn`` as the authors' separate ``nn.Linear`` query/key/value/dense layers start (PyTorch's
+    default Linear init, kaiming-uniform a=sqrt(5) and bias U(+-1/sqrt(fan_in)): nothing in their repository
+    re-initialises them; ``nn.MultiheadAttention`` would start xavier-uniform with zero biases)."""
+    dim = attn.embed_dim
+    with torch.no_grad():
+        for block in attn.in_proj_weight.view(3, dim, dim):
+            nn.init.kaiming_uniform_(block, a=math.sqrt(5))
+        bound = 1.0 / math.sqrt(dim)
+        nn.init.uniform_(attn.in_proj_bias, -bound, bound)
+        nn.init.kaiming_uniform_(attn.out_proj.weight, a=math.sqrt(5))
+        nn.init.uniform_(attn.out_proj.bias, -bound, bound)
 
 
 def attention_weights(probs: Tensor) -> Tensor:
@@ -75,11 +93,13 @@ class MEAformer(AlignmentModel):
     batch_forward: ClassVar[bool] = True   # per-entity transformer and in-batch losses: see AlignmentModel
     # Authors' run_meaformer.sh / config.py: lr 5e-4, AdamW weight_decay 1e-4, batch 3500, 500 epochs
     # (non-iterative), gradient clipping 1.0.
+    # Their schedule (main.py:Runner.optim_init): transformers' cosine schedule with warm-up over 15 % of the
+    # steps, the first step at lr 0 (docs/fidelity.md).
     train_defaults: ClassVar[dict] = {"lr": 5e-4, "weight_decay": 1e-4, "batch_size": 3500, "epochs": 500,
-                                      "grad_clip": 1.0}
+                                      "grad_clip": 1.0, "schedule": "cosine_warmup", "warmup": 0.15}
     #: cpu profile: ~15 s an epoch (one step) on FBDB15K, one core -> 16 epochs (benchmarks/bench_epoch.py).
     #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
-    profile_defaults: ClassVar[dict] = {"cpu": {"train": {"epochs": 16, "eval_every": 4}},
+    profile_defaults: ClassVar[dict] = {**AUTHORS_DATA, "cpu": {"train": {"epochs": 16, "eval_every": 4}},
                                          "smoke": {"model_config": {"graph_dim": 64, "relation_dim": 64,
                                                                     "attribute_dim": 64, "image_dim": 64,
                                                                     "name_dim": 64}}}
@@ -98,6 +118,11 @@ class MEAformer(AlignmentModel):
         attn_dropout: float = 0.1     # BertSelfAttention's hard-coded dropout
         hidden_dropout: float = 0.1   # BertSelfOutput's hard-coded dropout
         tau: float = 0.1
+        attn_init: str = "linear"     # "linear": the authors' default nn.Linear init | "xavier": nn.MultiheadAttention's
+        # "authors": the shared uncertainty weight of slot i multiplies the encoder ICL of modality i AND the hidden
+        # ICL of the token at the REVERSED position (their stacking order [img, att, rel, gph] read back as
+        # [gph, rel, att, img] in MEAformer.generate_hidden_emb); "matched": each modality with its own token.
+        hidden_slot_pairing: str = "authors"
 
     def __init__(self, pair: MMKGPair, config: "MEAformer.Config"):
         super().__init__(pair, config)
@@ -110,7 +135,10 @@ class MEAformer(AlignmentModel):
             raise ValueError(f"fusion_layers must be >= 1, got {config.fusion_layers}")
         self.layers = nn.ModuleList([
             ModalityTransformerLayer(dim, config.attention_heads, config.attn_dropout, config.hidden_dropout,
-                                     config.ffn_dim or None) for _ in range(config.fusion_layers)])
+                                     config.ffn_dim or None, config.attn_init)
+            for _ in range(config.fusion_layers)])
+        if config.hidden_slot_pairing not in ("authors", "matched"):
+            raise ValueError(f"unknown hidden_slot_pairing {config.hidden_slot_pairing!r}; known: authors, matched")
         self.weighting = UncertaintyWeighting(len(self.encoder.modalities))
         self._protocol = encoder_protocol(pair, self.encoder)
 
@@ -131,7 +159,11 @@ class MEAformer(AlignmentModel):
         tau = self.config.tau
         joint = info_nce(emb.joint[links[:, 0]], emb.joint[links[:, 1]], tau=tau)
         icl_in, _ = unimodal_icl(emb.modalities, links, tau, self.weighting)
-        icl_out, _ = unimodal_icl(emb.extras["hidden"], links, tau, self.weighting)
+        hidden = emb.extras["hidden"]
+        if self.config.hidden_slot_pairing == "authors":   # slot i <- the token at position M-1-i
+            names = list(hidden)
+            hidden = {m: hidden[n] for m, n in zip(names, reversed(names))}
+        icl_out, _ = unimodal_icl(hidden, links, tau, self.weighting)
         logs = {"loss_joint": float(joint.detach()), "loss_icl_encoder": float(icl_in.detach()),
                 "loss_icl_hidden": float(icl_out.detach())}
         return joint + icl_in + icl_out, logs

@@ -124,14 +124,32 @@ def test_without_images_the_visual_parts_are_absent(cls, pair, links):
 
 
 def test_default_train_settings_are_the_authors():
-    assert EVA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 7500, "epochs": 1000}
-    assert MCLEA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 512, "epochs": 1000}
+    assert EVA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 7500, "epochs": 1000,
+                                  "accumulate": "epoch"}
+    assert MCLEA.train_defaults == {"lr": 5e-4, "weight_decay": 0.01, "batch_size": 512, "epochs": 1000,
+                                    "accumulate": "epoch"}
     assert MEAformer.train_defaults["grad_clip"] == 1.0 and MEAformer.train_defaults["batch_size"] == 3500
+    assert MEAformer.train_defaults["schedule"] == "cosine_warmup" and MEAformer.train_defaults["warmup"] == 0.15
     assert MSNEA.train_defaults["lr"] == 1e-3 and MSNEA.train_defaults["epochs"] == 200
     from mimea.training.config import resolve
 
     assert resolve("meaformer", "paper").train.grad_clip == 1.0
     assert resolve("mclea", "paper").train.batch_size == 512
+    assert EVA.Config().edge_weights == "count" and EVA.Config().attribute_width == 1000
+    assert MCLEA.Config().attribute_width == 1000
+    assert resolve("eva", "authors").data.missing_image == "random"
+
+
+def test_edge_counts_are_triple_multiplicities():
+    """EVA's adjacency: A[h,t] = c(h,t) + c(t,h), self loops weight 1, duplicate triples counted."""
+    from types import SimpleNamespace
+
+    from mimea.data.pair import MMKGPair
+
+    fake = SimpleNamespace(triples=torch.tensor([[0, 0, 1], [0, 1, 1], [1, 0, 0], [2, 0, 2], [1, 0, 2]]), n_ent=3)
+    edges, w = MMKGPair.edge_index_counts(fake)
+    got = {(int(a), int(b)): float(x) for a, b, x in zip(edges[0], edges[1], w)}
+    assert got == {(0, 1): 3.0, (1, 0): 3.0, (1, 2): 1.0, (2, 1): 1.0, (0, 0): 1.0, (1, 1): 1.0, (2, 2): 1.0}
 
 
 # ---------------------------------------------------------------------------------------------------------------

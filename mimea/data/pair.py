@@ -75,6 +75,22 @@ class MMKGPair:
         key = torch.unique(src * self.n_ent + dst)
         return torch.stack([key // self.n_ent, key % self.n_ent])
 
+    def edge_index_counts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The union graph with triple multiplicities: ``([2, E], weight [E])``, self loops (weight 1) included.
+
+        ``A[h, t] = c(h, t) + c(t, h)`` for ``h != t`` (c: the number of triples between them, duplicates
+        counted), as EVA/MCLEA/MEAformer's ``get_adjr`` builds it before ``D^-1/2 A D^-1/2``.
+        """
+        h, t = self.triples[:, 0], self.triples[:, 2]
+        keep = h != t
+        h, t = h[keep], t[keep]
+        key = torch.cat([h, t]) * self.n_ent + torch.cat([t, h])
+        loop = torch.arange(self.n_ent, device=key.device)
+        uniq, counts = torch.unique(key, return_counts=True)
+        key = torch.cat([uniq, loop * self.n_ent + loop])
+        weight = torch.cat([counts.float(), torch.ones(self.n_ent, device=key.device)])
+        return torch.stack([key // self.n_ent, key % self.n_ent]), weight
+
     def to(self, device: torch.device | str) -> "MMKGPair":
         """A copy with every tensor on ``device``."""
         kw = {}

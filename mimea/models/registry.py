@@ -12,6 +12,11 @@ from importlib.metadata import entry_points
 from mimea.models.base import AlignmentModel
 
 _REGISTRY: dict[str, type[AlignmentModel]] = {}
+
+#: ``profile_defaults`` entries for the lineage's loaders (EVA, MCLEA, MEAformer) in the profiles that keep the
+#: authors' settings: a missing image feature is a draw from the present ones' per-dimension normal (their
+#: ``load_img``), not the harness's zero-and-mask.
+AUTHORS_DATA: dict[str, dict] = {p: {"data": {"missing_image": "random"}} for p in ("paper", "authors")}
 # Fallback when the package is used from a source checkout without being installed (entry points absent).
 _BUILTIN_MODULES = ("mimea.models.mimea", "baselines")
 

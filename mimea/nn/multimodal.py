@@ -47,12 +47,16 @@ class MultiModalEncoder(nn.Module):
         n_layers, heads, dropout: of the graph encoder.
         feature_hidden: hidden width of the feature encoders (None: one Linear layer, the lineage's choice).
         entity_init: init of the entity table (``normal``: N(0, 1/sqrt(N)) as the lineage; ``xavier``).
+        edge_weights: ``binary`` (each edge once) | ``count`` (triple multiplicities, EVA's normalised adjacency;
+            only the ``gcn`` encoder reads values: the GAT uses the edge set).
+        attribute_width: zero-pad the attribute bag to this many columns (EVA/MCLEA build it 1,000 wide however
+            many attribute names the data has, which sets their Linear layer's init scale); 0: as loaded.
     """
 
     def __init__(self, pair: MMKGPair, modalities: Sequence[str], *, graph_kind: str = "gat_diag",
                  graph_dim: int = 300, feature_dims: Mapping[str, int] | int = 300, n_layers: int = 2,
                  heads: int = 2, dropout: float = 0.0, feature_hidden: int | None = None,
-                 entity_init: str = "normal"):
+                 entity_init: str = "normal", edge_weights: str = "binary", attribute_width: int = 0):
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
@@ -72,12 +76,22 @@ class MultiModalEncoder(nn.Module):
             self.entity = EntityEmbedding(pair.n_ent, graph_dim, init=entity_init)
             self.graph = None if graph_kind == "none" else build_graph_encoder(
                 graph_kind, graph_dim, n_layers=n_layers, heads=heads, dropout=dropout)
-            self.register_buffer("edge_index", pair.edge_index(), persistent=False)
+            if edge_weights not in ("binary", "count"):
+                raise ValueError(f"unknown edge_weights {edge_weights!r}; known: binary, count")
+            if edge_weights == "count":
+                edges, weight = pair.edge_index_counts()
+                self.register_buffer("edge_index", edges, persistent=False)
+                self.register_buffer("edge_weight", weight, persistent=False)
+            else:
+                self.register_buffer("edge_index", pair.edge_index(), persistent=False)
+                self.edge_weight = None
             self.dims["graph"] = graph_dim
         for m in self.modalities:
             if m == "graph":
                 continue
             x = getattr(pair, FEATURE_FIELDS[m]).float()
+            if m == "attribute" and attribute_width > x.size(1):
+                x = torch.cat([x, x.new_zeros(x.size(0), attribute_width - x.size(1))], dim=1)
             out = _dim_for(feature_dims, m)
             self.register_buffer(f"x_{m}", x, persistent=False)
             self.features[m] = FeatureEncoder(x.size(1), out, hidden=feature_hidden, dropout=dropout)
@@ -101,7 +115,11 @@ class MultiModalEncoder(nn.Module):
     def structure(self) -> Tensor:
         """The ``graph`` embedding ``[N, graph_dim]``: entity embedding, through the graph encoder if any."""
         x = self.entity()
-        return x if self.graph is None else self.graph(x, self.edge_index)
+        if self.graph is None:
+            return x
+        if self.edge_weight is not None and self.graph_kind == "gcn":
+            return self.graph(x, self.edge_index, self.edge_weight)
+        return self.graph(x, self.edge_index)
 
     def forward(self, index: Tensor | None = None) -> dict[str, Tensor]:
         """Modality name -> ``[N, d_m]`` for every modality in ``self.modalities`` (in that order).
@@ -178,6 +196,8 @@ class EncoderConfig:
     n_layers: int = 2
     heads: int = 2
     dropout: float = 0.0
+    edge_weights: str = "binary"     # "count": triple multiplicities in the (GCN's) normalised adjacency
+    attribute_width: int = 0         # zero-pad the attribute bag to this width (EVA/MCLEA: 1000); 0: as loaded
 
     def feature_dims(self) -> dict[str, int]:
         return {"relation": self.relation_dim, "attribute": self.attribute_dim, "image": self.image_dim,
@@ -187,7 +207,8 @@ class EncoderConfig:
         """The :class:`MultiModalEncoder` these fields describe (``kwargs`` pass through, e.g. ``entity_init``)."""
         return MultiModalEncoder(pair, self.modalities, graph_kind=self.graph_kind, graph_dim=self.graph_dim,
                                  feature_dims=self.feature_dims(), n_layers=self.n_layers, heads=self.heads,
-                                 dropout=self.dropout, **kwargs)
+                                 dropout=self.dropout, edge_weights=self.edge_weights,
+                                 attribute_width=self.attribute_width, **kwargs)
 
 
 @contextmanager

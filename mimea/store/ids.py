@@ -12,7 +12,8 @@ _NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), 
 # Keys added to the config after runs were stored, with the value every earlier run implicitly had: at that value
 # they stay out of the id, so the stored runs keep their ids (and are reused); any other value enters it.
 _ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, ("train", "optimizer"): "adamw", ("train", "schedule"): "constant",
-                ("train", "warmup"): 0.0, ("train", "accumulate"): "none"}
+                ("train", "warmup"): 0.0, ("train", "accumulate"): "none",
+                ("train", "schedule_epochs"): None}
 
 
 def canonical(config: dict[str, Any]) -> str:

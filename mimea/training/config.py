@@ -56,6 +56,8 @@ class TrainConfig:
     optimizer: str = "adamw"            # adamw | adam | sgd | adagrad (mimea/training/optim.py)
     schedule: str = "constant"          # constant | cosine_warmup | linear_warmup (mimea/training/schedule.py)
     warmup: float = 0.0                 # share of all optimiser steps spent warming up (warm-up schedules)
+    schedule_epochs: int | None = None  # the schedule's horizon in epochs (None: train.epochs); a run cut short
+                                        # of a longer schedule (the fidelity benchmark's 12 of MEAformer's 500)
     accumulate: str = "none"            # "none": a step per batch | "epoch": one summed step per epoch
     iterative: bool = False             # iterative (bootstrapped) training: mutual-NN pseudo-seeds
     il_start: int = 500                 # epoch where iterative training starts

@@ -86,7 +86,7 @@ class Trainer:
         elapsed_before = 0.0
         il_lr_applied = False
         attempts: list[dict] = []
-        total_steps = cfg.epochs * self.plan.optimizer_steps(len(train_links))
+        total_steps = (cfg.schedule_epochs or cfg.epochs) * self.plan.optimizer_steps(len(train_links))
         schedule = build_schedule(self.optimizer, cfg.schedule, total_steps, cfg.warmup)
 
         state = self.load() if self.load else None
