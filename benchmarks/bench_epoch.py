@@ -1,59 +1,82 @@
-"""Benchmark (not a test): one training epoch's wall time and peak memory for a model on a dataset.
+"""Benchmark (not a test): seconds per training epoch, peak memory and parameters, per model.
 
-    python benchmarks/bench_epoch.py [--model mimea] [--dataset FBDB15K] [--data-dir ../shared/data/mmkg]
+    python benchmarks/bench_epoch.py --model meaformer [--dataset FBDB15K] [--data-dir ../shared/data/mmkg]
+    python benchmarks/bench_epoch.py --model all --repeats 3 --out benchmarks/results/epoch.md
 
-Prints the forward+backward+step time of one epoch at ratio 0.2 (its batches as the cpu profile sets them),
-after one warm-up epoch, and the process's peak memory (RSS on CPU, max allocated on CUDA).
+One epoch is the trainer's epoch under the chosen profile (default ``paper``: the authors' epoch plan, batch and
+optimiser; `mimea.training.epoch_plan`): its optimiser steps, each ``summed_loss`` + backward + step. One warm-up
+epoch, then the median of ``--repeats`` epochs. Each model runs in its own process (``--model all``), so the
+peak RSS is that model's. Where a fidelity reference curve of the authors' code exists
+(``benchmarks/fidelity/reference/<model>-<dataset>-r20.json``), the ratio to their seconds per epoch is printed.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mimea.data.splits import make_split
-from mimea.models import registry
-from mimea.pipeline import load_data
-from mimea.store.metadata import peak_rss_mb
-from mimea.training.config import model_config, resolve
-from mimea.training.seeding import resolve_device, seed_everything
+REFERENCE = Path(__file__).resolve().parent / "fidelity" / "reference"
 
 
-def main(argv=None) -> int:
-    default_dir = os.environ.get("MIMEA_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared/data/mmkg"))
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mimea")
-    ap.add_argument("--dataset", default="FBDB15K")
-    ap.add_argument("--data-dir", default=default_dir)
-    ap.add_argument("--profile", default="cpu")
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args(argv)
-    if args.dataset != "synthetic" and not (Path(args.data_dir) / args.dataset / "norm").is_dir():
-        print(f"bench_epoch: {args.data_dir}/{args.dataset}/norm not found; pass --data-dir (skipped)")
-        return 0
-    over = {"data": {"dataset": args.dataset, "data_dir": None if args.dataset == "synthetic" else args.data_dir}}
-    cfg = resolve(args.model, args.profile, over)
-    device = resolve_device(args.device)
+def authors_seconds_per_epoch(model: str, dataset: str) -> float | None:
+    """Median seconds per epoch of the authors' code from the committed fidelity reference, if any."""
+    f = REFERENCE / f"{model}-{dataset}-r20.json"
+    if not f.is_file():
+        return None
+    ref = json.loads(f.read_text(encoding="utf-8"))
+    if isinstance(ref.get("seconds_per_epoch"), (int, float)):
+        return float(ref["seconds_per_epoch"])
+    times = [e.get("train_s") or e.get("seconds") for e in ref.get("epochs", []) if isinstance(e, dict)]
+    times = [t for t in times if isinstance(t, (int, float))]
+    return statistics.median(times) if times else None
+
+
+def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, device_name: str, repeats: int,
+            threads: int | None) -> dict:
+    import torch
+
+    from mimea.data.splits import make_split
+    from mimea.models import registry
+    from mimea.pipeline import load_data
+    from mimea.store.metadata import peak_rss_mb
+    from mimea.training.config import model_config, resolve
+    from mimea.training.epoch_plan import EpochPlan
+    from mimea.training.optim import build_optimizer
+    from mimea.training.seeding import resolve_device, seed_everything, set_threads
+
+    set_threads(threads)
+    over = {"data": {"dataset": dataset, "data_dir": None if dataset == "synthetic" else data_dir}}
+    cfg = resolve(model_name, profile, over)
+    device = resolve_device(device_name)
     seed_everything(0)
     t = time.perf_counter()
     pair = load_data(cfg.data)
     load_s = time.perf_counter() - t
-    split = make_split(pair.links, 0.2, mode="lineage")
-    model = registry.get(args.model)(pair.to(device), model_config(cfg)).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    split = make_split(pair.links, cfg.split.ratio, mode=cfg.split.mode, val_fraction=cfg.split.val_fraction)
+    model = registry.get(model_name)(pair.to(device), model_config(cfg)).to(device)
+    tc = cfg.train
+    opt = build_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.weight_decay)
+    plan = EpochPlan(tc.batch_size, tc.accumulate, model.steps_per_epoch(0, max(1, tc.batch_size)))
     links = split.train.to(device)
-    bs = cfg.train.batch_size
+    gen = torch.Generator().manual_seed(0)
 
     def epoch() -> float:
         t0 = time.perf_counter()
-        for i in range(0, len(links), bs):
-            loss, _ = model.batch_loss(links[i:i + bs])
-            opt.zero_grad()
+        model.train()
+        for step in plan.steps(links, gen):
+            loss, _ = model.summed_loss(step)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -62,11 +85,64 @@ def main(argv=None) -> int:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     epoch()  # warm-up
-    times = [epoch() for _ in range(2)]
+    times = [epoch() for _ in range(max(1, repeats))]
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
-    print(f"{args.model} on {args.dataset} ({device}, {torch.get_num_threads()} threads): load {load_s:.1f} s, "
-          f"epoch {min(times):.2f} s (best of 2, {len(links)} seed links, batch {bs}), peak memory {peak:.0f} MB, "
-          f"{model.n_parameters():,} parameters")
+    return {"model": model_name, "dataset": dataset, "profile": profile, "device": str(device),
+            "threads": torch.get_num_threads(), "load_s": load_s, "epoch_s": statistics.median(times),
+            "epoch_s_all": times, "steps_per_epoch": plan.optimizer_steps(len(links)),
+            "seed_links": len(links), "peak_mb": peak, "parameters": model.n_parameters()}
+
+
+def _row(r: dict) -> str:
+    ref = authors_seconds_per_epoch(r["model"], r["dataset"])
+    ratio = f"{ref / r['epoch_s']:.1f}x ({ref:.1f} s)" if ref else "-"
+    return (f"| {r['model']} | {r['epoch_s']:.2f} | {r['steps_per_epoch']} | {r['peak_mb']:,.0f} | "
+            f"{r['parameters'] / 1e6:.2f} M | {ratio} |")
+
+
+HEADER = ("| model | s/epoch (median) | steps/epoch | peak RSS MB | params | authors' code: ours faster by |\n"
+          "|---|---|---|---|---|---|")
+
+
+def main(argv=None) -> int:
+    default_dir = os.environ.get("MIMEA_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared/data/mmkg"))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mimea", help="a registered model, or all")
+    ap.add_argument("--dataset", default="FBDB15K")
+    ap.add_argument("--data-dir", default=default_dir)
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--json", action="store_true", help="print one JSON line (used by --model all)")
+    ap.add_argument("--out", default=None, help="also write the Markdown table here")
+    args = ap.parse_args(argv)
+    if args.dataset != "synthetic" and not (Path(args.data_dir) / args.dataset / "norm").is_dir():
+        print(f"bench_epoch: {args.data_dir}/{args.dataset}/norm not found; pass --data-dir (skipped)")
+        return 0
+    if args.model != "all":
+        r = measure(args.model, args.dataset, args.data_dir, args.profile, args.device, args.repeats, args.threads)
+        print(json.dumps(r) if args.json else f"{HEADER}\n{_row(r)}")
+        return 0
+    from mimea.models import registry
+
+    rows = []
+    for name in registry.available():
+        cmd = [sys.executable, __file__, "--model", name, "--dataset", args.dataset, "--data-dir", args.data_dir,
+               "--profile", args.profile, "--device", args.device, "--repeats", str(args.repeats), "--json"]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"bench_epoch: {name} failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            continue
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(_row(rows[-1]), flush=True)
+    table = "\n".join([HEADER, *(_row(r) for r in rows)])
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(table + "\n", encoding="utf-8")
     return 0
 
 

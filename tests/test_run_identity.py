@@ -83,8 +83,12 @@ def test_run_id_covers_the_data_content_not_its_path(tmp_path):
     tri_a = a / src[1] / "norm" / "triples_1"
     tri_a.write_text(tri_a.read_text() + tri_a.read_text().splitlines(keepends=True)[0])
     assert run_identity(cfg(a), store) != first["run_id"]
-    # the fingerprint cache holds no absolute path in what the run records
-    assert str(tmp_path) not in json.dumps(first["metadata"]["data"]["fingerprint"])
+    # no stored record holds an absolute path of this machine (records are committed and shared)
+    stored = json.loads((Path(first["path"]) / "config.json").read_text())
+    assert not Path(stored["data"]["data_dir"]).is_absolute()
+    for name in ("results.json", "metadata.json"):
+        text = (Path(first["path"]) / name).read_text()
+        assert str(tmp_path) not in text and str(Path.cwd()) not in text, name
 
 
 def _suggest_only(model: str):
