@@ -66,7 +66,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "is set")
     p.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES,
                    help=f"init seeds 0..R-1 per cell, split fixed (default {DEFAULT_REPLICATES})")
-    p.add_argument("--models", type=_names, default=None, help=f"subset of {','.join(MODELS)}")
+    p.add_argument("--models", type=_names, default=None, help=f"models of tables 2, 3 and 5, in row order (default {','.join(MODELS)}); any "
+                   "registered name, plugins included (`mimea models`; docs/extending.md)")
     p.add_argument("--ratios", type=_floats, default=None,
                    help="seed ratios of tables 2, 3 (all) and 4, 5, 6 (the first); default 0.2,0.5,0.8 / 0.2")
     p.add_argument("--results", default="results", help="run store root (default results)")

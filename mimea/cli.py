@@ -103,8 +103,13 @@ def _cmd_train(args) -> int:
 def _cmd_models(args) -> int:
     from mimea.models import registry
 
-    for name in registry.available():
-        print(name)
+    from tabulate import tabulate
+
+    rows = []
+    for name, where in registry.sources().items():
+        cls = registry.get(name)
+        rows.append([name, where, f"{cls.__module__}.{cls.__qualname__}"])
+    print(tabulate(rows, headers=["model", "source", "class"], tablefmt="plain"))
     return 0
 
 
@@ -150,7 +155,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="discard a stored run with the same config")
     train.set_defaults(func=_cmd_train)
 
-    models = sub.add_parser("models", help="list registered models")
+    models = sub.add_parser("models", help="list registered models and where each came from")
     models.set_defaults(func=_cmd_models)
 
     tune = sub.add_parser("tune", help="Optuna study on validation MRR")
