@@ -114,9 +114,12 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_tune(args) -> int:
+    from mimea.executors import from_flags
     from mimea.tuning.study import tune_from_args
 
-    return tune_from_args(args, build_config)
+    executor = from_flags(args.executor, args.submitit_cluster, parse_assignments(args.submitit_set),
+                          Path(args.results).resolve() / "submitit")
+    return tune_from_args(args, build_config, executor)
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -166,6 +169,15 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--timeout", type=float, default=None)
     tune.add_argument("--replicate-best", type=int, default=0)
     tune.add_argument("--out", default=None, help="folder for trials.csv, best.json, figures")
+    tune.add_argument("--workers", type=int, default=1,
+                      help="worker jobs sharing the study (with --executor submitit; default 1: this process)")
+    tune.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"],
+                      help="inprocess (default): this process is the one worker; submitit: --workers jobs (Slurm, "
+                           "or its local executor), storage and --results on a filesystem every node reaches")
+    tune.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
+                      help="submitit's executor (default auto: slurm where sbatch exists, else local)")
+    tune.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="job parameters, e.g. timeout_min=240 gpus_per_node=1 slurm_partition=gpu")
     tune.set_defaults(func=_cmd_tune)
     return parser
 
