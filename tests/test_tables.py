@@ -266,6 +266,24 @@ def test_no_generated_file_holds_an_absolute_path(store):
         assert root.encode() not in data and str(REPO).encode() not in data, path
 
 
+def test_a_data_folder_run_names_no_absolute_path(tmp_path):
+    """Table 2 from a data folder given by its absolute path (a generated pair laid out as ROOT/FBDB15K): no output
+    file holds that path (nor the store's); the caption names the folder."""
+    from mimea.data.synthetic import generate
+
+    root = tmp_path / "datasets" / "mmkg"
+    generate(root, "FBDB15K", n_latent=200)
+    out = tmp_path / "out"
+    assert main(["--table", "2", "--data-dir", str(root), "--models", BASELINE, "--ratios", "0.2", "--no-progress",
+                 "--results", str(tmp_path / "results"), "--out", str(out), "--set", "train.epochs=2"]) == 0
+    md = (out / "table2.md").read_text(encoding="utf-8")
+    assert "from the data folder mmkg/FBDB15K" in md and "(published, protocol" in md
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 4
+    for path in files:
+        assert str(tmp_path).encode() not in path.read_bytes(), path
+
+
 def test_every_table_is_input_able_as_is(store):
     """A tableN.tex is one bare table environment: no preamble, no \\documentclass, no macro of ours."""
     for n in TABLES:
