@@ -25,7 +25,9 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (the README's test command; .ci/run runs exactly this)."""
-    _install(session, "test,postgres")
+    _install(session, "test,postgres,submitit")
+    # The example third-party model of docs/extending.md, so tests/test_plugins.py runs it through every command.
+    session.install("--no-deps", "./tests/plugin_example")
     # One BLAS/OpenMP thread per process: the suite starts worker processes side by side (tuning, resume tests),
     # and 2-thread processes on a 2-core machine were measured to run up to 40x slower when oversubscribed.
     session.run("python", "-m", "pytest", "-q", *session.posargs,

@@ -67,7 +67,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "is set")
     p.add_argument("--replicates", type=int, default=DEFAULT_REPLICATES,
                    help=f"init seeds 0..R-1 per cell, split fixed (default {DEFAULT_REPLICATES})")
-    p.add_argument("--models", type=_names, default=None, help=f"subset of {','.join(MODELS)}")
+    p.add_argument("--models", type=_names, default=None, help=f"models of tables 2, 3 and 5, in row order (default {','.join(MODELS)}); any "
+                   "registered name, plugins included (`mimea models`; docs/extending.md)")
     p.add_argument("--ratios", type=_floats, default=None,
                    help="seed ratios of tables 2, 3 (all) and 4, 5, 6 (the first); default 0.2,0.5,0.8 / 0.2")
     p.add_argument("--results", default="results", help="run store root (default results)")
@@ -78,8 +79,17 @@ def make_parser() -> argparse.ArgumentParser:
                         "model_config.KEY=VALUE sets KEY in every model that has it")
     p.add_argument("--launcher", default="forkserver" if os.name == "posix" else "subprocess",
                    choices=["forkserver", "subprocess"], help="how each run's child process starts")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs at a time (each child sets its own torch threads: pair with --set train.threads=1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at a time (default 1; with --executor submitit: all, the scheduler decides); each "
+                        "in-process child sets its own torch threads: pair with --set train.threads=1")
+    p.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"],
+                   help="inprocess (default): child processes of this command (--launcher); submitit: one job per "
+                        "run (Slurm, or its local executor), the --results store on a filesystem every node mounts")
+    p.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
+                   help="submitit's executor (default auto: slurm where sbatch exists, else local)")
+    p.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="job parameters, e.g. timeout_min=240 cpus_per_task=4 gpus_per_node=1 slurm_partition=gpu "
+                        "(default timeout_min 1440)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-figures", action="store_true")
     return p
@@ -98,7 +108,7 @@ def build_context(args):
             raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
     if args.replicates < 1:
         raise ValueError(f"--replicates must be >= 1, got {args.replicates}")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     models = args.models or MODELS
     known = registry.available()
@@ -107,10 +117,17 @@ def build_context(args):
         raise KeyError(f"model {missing[0]!r} is not registered; registered: {', '.join(known) or 'none'}")
     overrides = parse_assignments(args.set)
     model_overrides = overrides.pop("model_config", {}) or {}
+    results = Path(args.results).resolve()
+    from mimea.executors import from_flags
+
+    executor = from_flags(args.executor, args.submitit_cluster, parse_assignments(args.submitit_set),
+                          results / "submitit")
+    launcher = executor or args.launcher
+    jobs = args.jobs or (1 if executor is None else 1_000_000)   # submitit: all at once, the scheduler decides
     return Context(profile=args.profile, data_dir=data_dir, datasets=args.dataset, replicates=args.replicates,
-                   models=tuple(models), ratios=args.ratios, results=Path(args.results).resolve(),
+                   models=tuple(models), ratios=args.ratios, results=results,
                    out=Path(args.out), tuned=Path(args.tuned) if args.tuned else None, overrides=overrides,
-                   model_overrides=model_overrides, launcher=args.launcher, progress=not args.no_progress, jobs=args.jobs)
+                   model_overrides=model_overrides, launcher=launcher, progress=not args.no_progress, jobs=jobs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -138,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
 
     specs = unique(s for specs in plans.values() for s in specs)
     data = "synthetic stand-ins" if ctx.synthetic else ctx.data_dir
+    where = ctx.launcher.describe() if hasattr(ctx.launcher, "describe") else f"{ctx.launcher} child processes"
     print(f"tables {','.join(map(str, args.table))}: {len(specs)} runs needed (profile {ctx.profile}, data "
-          f"{data}, {ctx.replicates} replicate(s)); store {ctx.results}", flush=True)
+          f"{data}, {ctx.replicates} replicate(s)); store {ctx.results}; runs as {where}", flush=True)
     try:
         report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs)
     except KeyboardInterrupt:

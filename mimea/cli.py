@@ -105,15 +105,23 @@ def _cmd_train(args) -> int:
 def _cmd_models(args) -> int:
     from mimea.models import registry
 
-    for name in registry.available():
-        print(name)
+    from tabulate import tabulate
+
+    rows = []
+    for name, where in registry.sources().items():
+        cls = registry.get(name)
+        rows.append([name, where, f"{cls.__module__}.{cls.__qualname__}"])
+    print(tabulate(rows, headers=["model", "source", "class"], tablefmt="plain"))
     return 0
 
 
 def _cmd_tune(args) -> int:
+    from mimea.executors import from_flags
     from mimea.tuning.study import tune_from_args
 
-    return tune_from_args(args, build_config)
+    executor = from_flags(args.executor, args.submitit_cluster, parse_assignments(args.submitit_set),
+                          Path(args.results).resolve() / "submitit")
+    return tune_from_args(args, build_config, executor)
 
 
 def _add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -152,7 +160,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="discard a stored run with the same config")
     train.set_defaults(func=_cmd_train)
 
-    models = sub.add_parser("models", help="list registered models")
+    models = sub.add_parser("models", help="list registered models and where each came from")
     models.set_defaults(func=_cmd_models)
 
     tune = sub.add_parser("tune", help="Optuna study on validation MRR")
@@ -163,6 +171,15 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--timeout", type=float, default=None)
     tune.add_argument("--replicate-best", type=int, default=0)
     tune.add_argument("--out", default=None, help="folder for trials.csv, best.json, figures")
+    tune.add_argument("--workers", type=int, default=1,
+                      help="worker jobs sharing the study (with --executor submitit; default 1: this process)")
+    tune.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"],
+                      help="inprocess (default): this process is the one worker; submitit: --workers jobs (Slurm, "
+                           "or its local executor), storage and --results on a filesystem every node reaches")
+    tune.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
+                      help="submitit's executor (default auto: slurm where sbatch exists, else local)")
+    tune.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
+                      help="job parameters, e.g. timeout_min=240 gpus_per_node=1 slurm_partition=gpu")
     tune.set_defaults(func=_cmd_tune)
     return parser
 

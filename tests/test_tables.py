@@ -155,12 +155,10 @@ def test_main_tables(store, number):
         vals = {m: _value(c[j]) for m, c in ours.items()}
         best = max(vals.values())
         assert all(c[j].startswith("**") == (vals[m] == best) for m, c in ours.items())
-    published = [label for label in rows if "(published" in label]
-    assert published and all(re.search(r"\(published, protocol [ABC]\) \[\d+(,\d+)*\]$", p)
-                              for p in published if "not public" not in p)
-    assert not any("**" in c for p in published for c in rows[p])
-    assert rows["MIMEA (published): not public"] == ["--"] * 3
-    assert "synthetic" in md.split("\n")[0] and "not comparable" in md
+    # synthetic numbers: the published (real-data) rows are left out, and a note says why
+    assert set(rows) == {"Method"} | {model_label(m) for m in TEST_MODELS}, sorted(rows)
+    assert "(published" not in md and "(published" not in tex and r"\textit{" not in tex
+    assert "synthetic" in md.split("\n")[0] and "not comparable with these synthetic numbers" in md
     assert "Protocol flags (from the runs' metadata)" in md and "iterative no" in md
     assert "Synthetic data" in md or "synthetic data" in md
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"\textbf{" in tex
@@ -239,14 +237,79 @@ def test_failed_run_is_reported_and_sweep_goes_on(store):
     assert list((store["results"] / "logs").glob("*.log"))
 
 
+def test_published_rows_beside_real_data_runs_and_no_absolute_path(tmp_path):
+    """On real data (a data folder given) table 2 prints the published rows apart; its caption names the folder by
+    name, never by the machine's absolute path. Built from no runs: the layout only."""
+    from benchmarks.tables.table2_fbdb import build
+
+    root = tmp_path / "somewhere" / "mmkg"
+    ctx = Context(data_dir=str(root), models=TEST_MODELS, ratios=(0.2,))
+    table = build(ctx, {})
+    md, tex = to_markdown(table), to_latex(table)
+    rows = _md_rows(md)
+    published = [label for label in rows if "(published" in label]
+    assert published and all(re.search(r"\(published, protocol [ABC]\) \[\d+(,\d+)*\]$", p)
+                              for p in published if "not public" not in p)
+    assert not any("**" in c for p in published for c in rows[p])
+    assert rows["MIMEA (published): not public"] == ["--"] * 3
+    assert "*Published results (cited; not run here)*" in rows
+    assert "from the data folder mmkg/FBDB15K" in md
+    assert str(tmp_path) not in md and str(tmp_path) not in tex and "somewhere" not in md + tex
+
+
+def test_no_generated_file_holds_an_absolute_path(store):
+    root = str(store["out"].parent)      # the sweep's temporary folder (holds results/ and paper_tables/)
+    files = [p for p in store["out"].rglob("*") if p.is_file()]
+    assert any(p.suffix == ".tex" for p in files) and any(p.suffix == ".png" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        assert root.encode() not in data and str(REPO).encode() not in data, path
+
+
+def test_a_data_folder_run_names_no_absolute_path(tmp_path):
+    """Table 2 from a data folder given by its absolute path (a generated pair laid out as ROOT/FBDB15K): no output
+    file holds that path (nor the store's); the caption names the folder."""
+    from mimea.data.synthetic import generate
+
+    root = tmp_path / "datasets" / "mmkg"
+    generate(root, "FBDB15K", n_latent=200)
+    out = tmp_path / "out"
+    assert main(["--table", "2", "--data-dir", str(root), "--models", BASELINE, "--ratios", "0.2", "--no-progress",
+                 "--results", str(tmp_path / "results"), "--out", str(out), "--set", "train.epochs=2"]) == 0
+    md = (out / "table2.md").read_text(encoding="utf-8")
+    assert "from the data folder mmkg/FBDB15K" in md and "(published, protocol" in md
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) >= 4
+    for path in files:
+        assert str(tmp_path).encode() not in path.read_bytes(), path
+
+
+def test_every_table_is_input_able_as_is(store):
+    """A tableN.tex is one bare table environment: no preamble, no \\documentclass, no macro of ours."""
+    for n in TABLES:
+        tex = _read(store, f"table{n}.tex")
+        body = [line for line in tex.splitlines() if line and not line.startswith("%")]
+        assert body[0] == r"\begin{table}[htbp]" and body[-1] == r"\end{table}", n
+        assert not re.search(r"\\(documentclass|usepackage|begin\{document\}|ifdefined|newcommand)", tex), n
+    assert "mimeatables" not in _read(store, "tables.tex")
+
+
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not on PATH (CI installs texlive)")
 def test_pdflatex_compiles_everything(store, tmp_path):
+    """Every generated table \\input into a user's minimal document (booktabs only), and tables.tex on its own."""
     build = tmp_path / "tex"
     shutil.copytree(store["out"], build)
-    for name in ("tables.tex", "table2.tex"):   # all tables together, and one table on its own
+    numbers = sorted(int(p.stem[5:]) for p in build.glob("table*.tex") if p.stem[5:].isdigit())
+    assert numbers == sorted(TABLES)
+    docs = ["tables.tex"]
+    for n in numbers:
+        (build / f"paper{n}.tex").write_text("\\documentclass{article}\\usepackage{booktabs}\\begin{document}\n"
+                                             f"Some text.\n\\input{{table{n}}}\nMore text.\n\\end{{document}}\n")
+        docs.append(f"paper{n}.tex")
+    for name in docs:
         proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", name], cwd=build,
                               capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout[-2000:]
+        assert proc.returncode == 0, f"{name}: {proc.stdout[-2000:]}"
         assert (build / name.replace(".tex", ".pdf")).stat().st_size > 0
 
 

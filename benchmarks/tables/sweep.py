@@ -9,6 +9,9 @@ Child processes: ``forkserver`` (default on POSIX) forks each run from a server 
 torch-geometric and POT; on this 2-core CPU that import alone takes ~10 s of CPU per process (measured:
 ``python -X importtime``, torch_geometric 10.5 s under load), which a sweep of ~50 short smoke runs would
 otherwise pay every time. ``subprocess`` runs ``python -m mimea.pipeline CONFIG.json STORE_ROOT`` instead.
+Beyond this machine, the launcher is an executor object instead of a name (:class:`mimea.executors.
+SubmititExecutor`: one submitit job per run, Slurm or its local executor); it has the same ``poll``/``stop``
+interface, so :func:`execute` neither knows nor cares where a run executes.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ class Context:
     tuned: Path | None = None
     overrides: dict = field(default_factory=dict)        # --set KEY=VALUE over RunConfig (not model_config)
     model_overrides: dict = field(default_factory=dict)  # --set model_config.KEY=VALUE, where the model has KEY
-    launcher: str = "forkserver"
+    launcher: Any = "forkserver"                # a child-process kind, or an executor (mimea.executors)
     progress: bool = True
     jobs: int = 1                              # --jobs: runs at a time
 
@@ -260,8 +263,19 @@ class _Child:
             self.log.close()
 
 
-def _start(launcher: str, config_path: Path, store_root: Path, log_path: Path) -> _Child:
-    """Start one config's run in a child process (output to ``log_path``)."""
+def launcher_name(launcher: Any) -> str:
+    """``forkserver`` / ``subprocess``, or an executor's name and cluster (``submitit-local``, ``submitit-slurm``)."""
+    if isinstance(launcher, str):
+        return launcher
+    return "-".join(x for x in (getattr(launcher, "name", type(launcher).__name__), getattr(launcher, "cluster", ""))
+                    if x)
+
+
+def _start(launcher: Any, config_path: Path, store_root: Path, log_path: Path):
+    """Start one config's run (output to ``log_path``): a child process for a launcher name, else a job of the
+    executor object (``launcher.start_run``); either way a handle with ``poll()`` and ``stop()``."""
+    if not isinstance(launcher, str):
+        return launcher.start_run(config_path, store_root, log_path)
     if launcher == "forkserver":
         proc = _mp_context().Process(target=_forked_run, args=(str(config_path), str(store_root), str(log_path)),
                                      daemon=False)
@@ -275,9 +289,10 @@ def _start(launcher: str, config_path: Path, store_root: Path, log_path: Path) -
     raise ValueError(f"unknown launcher {launcher!r}; choose forkserver or subprocess")
 
 
-def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: str = "forkserver",
+def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: Any = "forkserver",
             progress: bool = True, jobs: int = 1) -> SweepReport:
-    """Run every spec not finished in the store, each in a child process, ``jobs`` at a time (progress bar, ETA).
+    """Run every spec not finished in the store, each in a child process or job of ``launcher`` (see
+    :func:`_start`), ``jobs`` at a time (progress bar, ETA).
 
     ``jobs > 1`` runs children side by side: set ``train.threads`` so that jobs x threads fits the cores. Each
     run's ``sweep.json`` records how many ran at once (its wall times and peak memory depend on it).
@@ -295,21 +310,24 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: str =
     logs.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm
 
+    at_once = min(jobs, len(pending))
     t0 = time.perf_counter()
     bar = tqdm(total=len(pending), desc="sweep", unit="run", disable=not progress, dynamic_ncols=True)
-    running: list[tuple[RunSpec, _Child, Path, Path]] = []
+    running: list[tuple[RunSpec, Any, Path, Path]] = []
     waiting = list(pending)
 
-    def finish(spec: RunSpec, code: int, cfg_path: Path, log_path: Path) -> None:
+    def finish(spec: RunSpec, child, code: int, cfg_path: Path, log_path: Path) -> None:
         if code == 0 and store.is_finished(spec.run_id):
             report.ran += 1
             cfg_path.unlink(missing_ok=True)
             # how this sweep ran it (peak RSS depends on it: a forked child does not count library pages it
             # never touched, about 80 MB less than a fresh interpreter here; wall times depend on jobs)
-            store.write_json(spec.run_id, "sweep.json", {"launcher": launcher, "jobs": jobs, "log": str(log_path)})
+            store.write_json(spec.run_id, "sweep.json", {"launcher": launcher_name(launcher), "jobs": at_once,
+                                                         "log": log_path.relative_to(store_root).as_posix()})
         else:
-            report.failed.append((spec.run_id, str(log_path)))
-            bar.write(f"run {spec.run_id} failed (exit {code}); log: {log_path}")
+            where = str(log_path) + (f"; job {child.job_id}: {child.log}" if hasattr(child, "job_id") else "")
+            report.failed.append((spec.run_id, where))
+            bar.write(f"run {spec.run_id} failed (exit {code}); log: {where}")
         bar.update(1)
 
     try:
@@ -327,7 +345,7 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: str =
                 if code is None:
                     still.append((spec, child, cfg_path, log_path))
                 else:
-                    finish(spec, code, cfg_path, log_path)
+                    finish(spec, child, code, cfg_path, log_path)
             if len(still) == len(running):
                 time.sleep(0.1)
             running = still

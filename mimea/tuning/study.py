@@ -11,6 +11,10 @@ worker's trial stops sending heartbeats (``MIMEA_TUNE_HEARTBEAT`` seconds apart)
 once, which then resumes from the killed run's checkpoint. Re-running the same command therefore continues up to
 N finished trials: none lost, none counted twice.
 
+Workers: ``mimea tune`` is one worker in its own process (default); ``--workers N --executor submitit`` submits
+N worker jobs instead (:mod:`mimea.executors`: Slurm, or submitit's local executor), which share the study's
+storage and run store, then writes the report when they are done. The counting above holds for any mix of them.
+
 Sampler: TPE with ``constant_liar`` (parallel workers do not pile onto one point), seeded by ``MIMEA_TUNE_SEED``
 when set: reseeded per trial number, so a one-worker study is reproducible and a resumed or extended one continues
 its sequence instead of replaying it. A trial whose configuration equals a finished trial's is closed as FAIL
@@ -272,6 +276,51 @@ def run_worker(study: optuna.Study, objective: Callable[[optuna.Trial], float], 
             failed_in_a_row = 0
 
 
+def worker_job(base: RunConfig, n_trials: int, study_name: str, storage: str, store_root: str,
+               timeout: float | None) -> int:
+    """Body of one submitted worker: open the shared study, run trials until it is full; the trials it ran."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(study_name, storage, base)
+    objective = Objective(base, store_root, n_trials)
+    return run_worker(study, objective, n_trials, timeout=timeout,
+                      on_trial=lambda t: print(describe_trial(t), flush=True))
+
+
+def run_worker_jobs(executor, workers: int, base: RunConfig, study: optuna.Study, n_trials: int, *, storage: str,
+                    store_root: Path, timeout: float | None, echo: Callable[[str], None],
+                    poll_s: float = 2.0) -> int:
+    """Submit ``workers`` :func:`worker_job` s through ``executor``, echo each trial as it finishes, wait for all.
+
+    Returns the trials they ran; a worker job that failed is reported (its log named), the others go on.
+    """
+    jobs = [executor.submit(worker_job, base, n_trials, study.study_name, storage, str(store_root), timeout,
+                            name=f"mimea-tune-{study.study_name}") for _ in range(workers)]
+    echo(f"{workers} worker job(s) submitted ({', '.join(j.job_id for j in jobs)}); {executor.describe()}")
+    seen = {t.number for t in study.get_trials(deepcopy=False, states=FINISHED)}
+    try:
+        while True:
+            done = all(job.done() for job in jobs)
+            for t in study.get_trials(deepcopy=False, states=FINISHED):
+                if t.number not in seen:
+                    seen.add(t.number)
+                    echo(describe_trial(t))
+            if done:
+                break
+            time.sleep(poll_s)
+    except BaseException:
+        for job in jobs:
+            job.stop()
+        raise
+    ran = 0
+    for job in jobs:
+        try:
+            ran += int(job.result())
+        except Exception as exc:  # noqa: BLE001 - one failed worker does not hide the others' trials
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            echo(f"worker job {job.job_id} failed: {first[:300]} (log: {job.log})")
+    return ran
+
+
 def describe_trial(t: FrozenTrial) -> str:
     """One line per finished trial (printed by each worker)."""
     value = f"{t.value:.4f}" if t.value is not None else "-"
@@ -287,8 +336,12 @@ def describe_trial(t: FrozenTrial) -> str:
 
 def tune(base: RunConfig, *, n_trials: int, results: str | Path = "results", storage: str | None = None,
          study_name: str | None = None, out: str | Path | None = None, timeout: float | None = None,
-         replicate_best: int = 0, echo: Callable[[str], None] = print) -> dict[str, Any]:
+         replicate_best: int = 0, workers: int = 1, executor=None,
+         echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run (or continue) a study of ``base.model`` on validation MRR; write the report; optionally replicate.
+
+    ``executor`` None: this process is the study's one worker. Else ``workers`` worker jobs go through it
+    (:class:`mimea.executors.SubmititExecutor`) and this process waits for them.
 
     Returns ``{"study": Study, "study_name", "storage", "out", "best": best.json dict or None,
     "replicates": replicate_best.json dict or None, "ran": trials this worker ran}``.
@@ -297,6 +350,11 @@ def tune(base: RunConfig, *, n_trials: int, results: str | Path = "results", sto
 
     if n_trials < 1:
         raise ValueError(f"--n-trials must be at least 1, got {n_trials}")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    if executor is None and workers != 1:
+        raise ValueError("--workers N submits N worker jobs: add --executor submitit (or start the command N times, "
+                         "docs/tuning.md)")
     name = study_name or default_study_name(base)
     url = storage or default_storage(results, name)
     study_dir = Path(results) / "tuning" / name
@@ -304,8 +362,12 @@ def tune(base: RunConfig, *, n_trials: int, results: str | Path = "results", sto
     study = open_study(name, url, base)
     echo(f"study {name} ({redact(url)}): {count(study, FINISHED)}/{n_trials} trials finished; "
          f"objective: validation MRR")
-    objective = Objective(base, study_dir, n_trials)
-    ran = run_worker(study, objective, n_trials, timeout=timeout, on_trial=lambda t: echo(describe_trial(t)))
+    if executor is None:
+        objective = Objective(base, study_dir, n_trials)
+        ran = run_worker(study, objective, n_trials, timeout=timeout, on_trial=lambda t: echo(describe_trial(t)))
+    else:
+        ran = run_worker_jobs(executor, workers, base, study, n_trials, storage=url, store_root=study_dir.resolve(),
+                              timeout=timeout, echo=echo)
     fail_stale(study)
     best = report.write_report(study, base, out_dir)
     if best is None:
@@ -320,8 +382,9 @@ def tune(base: RunConfig, *, n_trials: int, results: str | Path = "results", sto
             "replicates": replicates, "ran": ran}
 
 
-def tune_from_args(args, build_config: Callable[[Any], RunConfig]) -> int:
-    """``mimea tune``: the CLI flags -> :func:`tune`. Exit status 0, or 1 when no trial completed."""
+def tune_from_args(args, build_config: Callable[[Any], RunConfig], executor=None) -> int:
+    """``mimea tune``: the CLI flags -> :func:`tune` (``executor``: from ``--executor``, None in-process). Exit
+    status 0, or 1 when no trial completed."""
     if not getattr(args, "verbose", False):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     base = build_config(args)
@@ -331,5 +394,5 @@ def tune_from_args(args, build_config: Callable[[Any], RunConfig]) -> int:
 
     result = tune(base, n_trials=args.n_trials, results=args.results, storage=args.storage,
                   study_name=args.study_name, out=args.out, timeout=args.timeout,
-                  replicate_best=args.replicate_best, echo=echo)
+                  replicate_best=args.replicate_best, workers=args.workers, executor=executor, echo=echo)
     return 0 if result["best"] is not None else 1
