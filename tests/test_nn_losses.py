@@ -138,3 +138,39 @@ def test_uncertainty_weighting_value_and_params():
     assert torch.allclose(uw.weights(), torch.exp(-torch.tensor([0.0, 1.0, -0.5])))
     with pytest.raises(ValueError, match="expected 3 losses"):
         uw(losses[:2])
+
+
+def _concat_reference(a, b, tau, tau2=None, joint=None):
+    """The authors' formulation: ``[ab | aa]`` logits concatenated (diagonal masked), cross-entropy / KL."""
+    import torch.nn.functional as F
+
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    t = tau if tau2 is None else tau2
+    eye = torch.eye(len(a), dtype=torch.bool)
+    low = torch.finfo(a.dtype).min
+    la = torch.cat([a @ b.t() / t, (a @ a.t() / t).masked_fill(eye, low)], dim=1)
+    lb = torch.cat([b @ a.t() / t, (b @ b.t() / t).masked_fill(eye, low)], dim=1)
+    if joint is None:
+        y = torch.arange(len(a))
+        return 0.5 * (F.cross_entropy(la, y) + F.cross_entropy(lb, y))
+    ja, jb = (F.normalize(x, dim=1).detach() for x in joint)
+    qa = torch.cat([ja @ jb.t() / t, (ja @ ja.t() / t).masked_fill(eye, low)], dim=1)
+    qb = torch.cat([jb @ ja.t() / t, (jb @ jb.t() / t).masked_fill(eye, low)], dim=1)
+    kl = lambda p, q: F.kl_div(F.log_softmax(p, 1), F.softmax(q, 1), reduction="none").mean()  # noqa: E731
+    return 0.5 * (kl(la, qa) + kl(lb, qb))
+
+
+def test_blockwise_icl_and_ial_equal_the_concatenated_formulation():
+    """The block-wise losses (no [B, 2B] concatenation) equal the authors' concatenated logits, values and grads."""
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(37, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(37, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    ja, jb = torch.randn(37, 24, generator=g, dtype=torch.float64), torch.randn(37, 24, generator=g,
+                                                                             dtype=torch.float64)
+    for ours, ref in ((info_nce(a, b, tau=0.1), _concat_reference(a, b, 0.1)),
+                      (ial_loss(a, b, ja, jb, tau2=4.0, zoom=1.0), _concat_reference(a, b, 0.1, 4.0, (ja, jb)))):
+        assert torch.allclose(ours, ref, rtol=1e-10, atol=1e-12)
+        g1 = torch.autograd.grad(ours, (a, b))
+        g2 = torch.autograd.grad(ref, (a, b))
+        for x, y in zip(g1, g2):
+            assert torch.allclose(x, y, rtol=1e-8, atol=1e-12)

@@ -14,20 +14,33 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
         raise ValueError(f"expected two [B, d] tensors of equal shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-def _masked_self(logits: Tensor) -> Tensor:
-    """Mask the diagonal of a ``[B, B]`` same-KG similarity with the dtype's lowest value (finite)."""
-    eye = torch.eye(logits.size(0), dtype=torch.bool, device=logits.device)
-    return logits.masked_fill(eye, torch.finfo(logits.dtype).min)
+def _self_logits(x: Tensor, tau: float) -> Tensor:
+    """``x x^T / tau`` with the diagonal at the dtype's lowest value (finite): same-KG negatives, self excluded.
+
+    The temperature is applied to the ``[B, d]`` rows, not the ``[B, B]`` product, and the diagonal is set in
+    place (the product's backward needs its inputs, not its output), so no ``[B, B]`` copy is made.
+    """
+    out = (x / tau) @ x.t()
+    out.diagonal().fill_(torch.finfo(out.dtype).min)
+    return out
 
 
-def _contrast_logits(a: Tensor, b: Tensor, tau: float, intra_negatives: bool) -> tuple[Tensor, Tensor]:
-    """MCLEA's ``[a b^T | a a^T]`` and ``[b a^T | b b^T]`` logits (same-KG diagonal masked)."""
-    ab = a @ b.t() / tau
-    logits_a, logits_b = ab, ab.t()
-    if intra_negatives:
-        logits_a = torch.cat([ab, _masked_self(a @ a.t() / tau)], dim=1)
-        logits_b = torch.cat([ab.t(), _masked_self(b @ b.t() / tau)], dim=1)
-    return logits_a, logits_b
+def _row_log_softmax_blocks(ab: Tensor, aa: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Row-wise log-softmax over the columns of ``[ab | aa]`` without building the ``[B, 2B]`` concatenation."""
+    lse = torch.logsumexp(ab, dim=1, keepdim=True)
+    if aa is None:
+        return ab - lse, None
+    lse = torch.logaddexp(lse, torch.logsumexp(aa, dim=1, keepdim=True))
+    return ab - lse, aa - lse
+
+
+def _contrast_blocks(a: Tensor, b: Tensor, tau: float, intra_negatives: bool):
+    """MCLEA's logits as blocks: ``ab = a b^T / tau`` and the masked same-KG ``aa``, ``bb`` (None without
+    ``intra_negatives``). Direction a->b reads ``[ab | aa]`` by rows, b->a reads ``[ab^T | bb]``."""
+    ab = (a / tau) @ b.t()
+    if not intra_negatives:
+        return ab, None, None
+    return ab, _self_logits(a, tau), _self_logits(b, tau)
 
 
 def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, *, normalize: bool = True,
@@ -38,19 +51,37 @@ def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, *, normalize: bool = True,
     ``intra_negatives``, the other rows of ``a`` (same-KG negatives; ``a_i`` itself masked); b->a is
     symmetric. The loss is the mean of both directions (the authors' ``ab_weight=0.5``).
     ``reduction``: ``"mean"`` (scalar) | ``"sum"`` | ``"none"`` (per-pair ``[B]``).
+
+    Computed as ``logsumexp`` over the blocks (``-ab_ii + log(sum_j e^ab_ij + sum_j e^aa_ij)``), equal to the
+    cross-entropy over the authors' concatenated ``[ab | aa]`` logits without materialising them.
     """
     _check_pair(a, b)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"unknown reduction {reduction!r}; known: mean, sum, none")
     if normalize:
         a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    logits_a, logits_b = _contrast_logits(a, b, tau, intra_negatives)
-    target = torch.arange(a.size(0), device=a.device)
-    per_pair = 0.5 * (F.cross_entropy(logits_a, target, reduction="none")
-                      + F.cross_entropy(logits_b, target, reduction="none"))
+    ab, aa, bb = _contrast_blocks(a, b, tau, intra_negatives)
+    pos = ab.diagonal()
+    lse_a = torch.logsumexp(ab, dim=1)
+    lse_b = torch.logsumexp(ab, dim=0)
+    if aa is not None:
+        lse_a = torch.logaddexp(lse_a, torch.logsumexp(aa, dim=1))
+        lse_b = torch.logaddexp(lse_b, torch.logsumexp(bb, dim=1))
+    per_pair = 0.5 * ((lse_a - pos) + (lse_b - pos))
     if reduction == "none":
         return per_pair
     return per_pair.sum() if reduction == "sum" else per_pair.mean()
+
+
+def _kl_blocks(p: tuple[Tensor, Tensor | None], q: tuple[Tensor, Tensor | None]) -> Tensor:
+    """``F.kl_div(log p, q, reduction="none").mean()`` over the blocks of a ``[B, 2B]`` row distribution."""
+    total, count = 0.0, 0
+    for lp, lq in zip(p, q):
+        if lp is None:
+            continue
+        total = total + torch.xlogy(lq.exp(), lq.exp()).sum() - (lq.exp() * lp).sum()
+        count += lp.numel()
+    return total / count
 
 
 def ial_loss(uni_a: Tensor, uni_b: Tensor, joint_a: Tensor, joint_b: Tensor, tau2: float = 4.0, *,
@@ -61,18 +92,20 @@ def ial_loss(uni_a: Tensor, uni_b: Tensor, joint_a: Tensor, joint_b: Tensor, tau
     ``KL(softmax(joint) || softmax(uni))`` with the joint side DETACHED, so no gradient reaches the
     joint embedding. As in the authors' code, the KL is averaged over all ``B x 2B`` entries
     (``reduction="mean"`` of ``F.kl_div``), the two directions are averaged, and the result is
-    multiplied by ``zoom`` (0.1).
+    multiplied by ``zoom`` (0.1). Computed block-wise (no ``[B, 2B]`` concatenation).
     """
     _check_pair(uni_a, uni_b)
     _check_pair(joint_a, joint_b)
     if normalize:
         uni_a, uni_b = F.normalize(uni_a, dim=1), F.normalize(uni_b, dim=1)
         joint_a, joint_b = F.normalize(joint_a, dim=1), F.normalize(joint_b, dim=1)
-    p_a, p_b = _contrast_logits(uni_a, uni_b, tau2, intra_negatives)
+    ab, aa, bb = _contrast_blocks(uni_a, uni_b, tau2, intra_negatives)
     with torch.no_grad():
-        q_a, q_b = _contrast_logits(joint_a.detach(), joint_b.detach(), tau2, intra_negatives)
-    kl_a = F.kl_div(F.log_softmax(p_a, dim=1), F.softmax(q_a, dim=1), reduction="none").mean()
-    kl_b = F.kl_div(F.log_softmax(p_b, dim=1), F.softmax(q_b, dim=1), reduction="none").mean()
+        qab, qaa, qbb = _contrast_blocks(joint_a.detach(), joint_b.detach(), tau2, intra_negatives)
+        q_a = _row_log_softmax_blocks(qab, qaa)
+        q_b = _row_log_softmax_blocks(qab.t(), qbb)
+    kl_a = _kl_blocks(_row_log_softmax_blocks(ab, aa), q_a)
+    kl_b = _kl_blocks(_row_log_softmax_blocks(ab.t(), bb), q_b)
     return zoom * 0.5 * (kl_a + kl_b)
 
 
