@@ -63,7 +63,11 @@ class MSNEA(AlignmentModel):
         margin: float = 1.0             # TransE margin
         align_margin: float = 2.0       # ContrastiveLoss margin
         triple_batch_size: int = 5000   # triples (each with one corruption) per optimisation step
-        attribute_values: bool = False  # protocol B (values ignored); True needs pair.att_values
+        # numeric attribute values (the authors always read them): None = when the data has them
+        # (extra/attr_values_*), True = required, False = names only
+        attribute_values: bool | None = None
+        triple_swap: bool = True        # the authors' supervised triple swap across seed pairs (prepare_training)
+        share_seed_attributes: bool = True  # each seed pair gets the union of both attribute sets (theirs)
 
     def __init__(self, pair: MMKGPair, config: "MSNEA.Config"):
         super().__init__(pair, config)
@@ -74,7 +78,11 @@ class MSNEA(AlignmentModel):
         self.relations = nn.Embedding(max(pair.n_rel, 1), d)
         nn.init.xavier_normal_(self.relations.weight)
         self.visual_head = nn.Linear(pair.img_features.size(1), d) if self.has_image else None  # MSNEA's fc3
-        values = _attribute_values(pair) if config.attribute_values else None
+        use_values = config.attribute_values
+        if use_values is None:
+            use_values = getattr(pair, "att_values", None) is not None
+        values = _attribute_values(pair) if use_values else None
+        self.uses_values = values is not None
         self.attr_fc = nn.Linear(2 * d if values is not None else d, d)  # MSNEA's fc2 over [name; value]
         nn.init.xavier_normal_(self.attr_fc.weight)
         if values is not None:
@@ -90,7 +98,27 @@ class MSNEA(AlignmentModel):
         self.register_buffer("kg1", pair.kg1.long(), persistent=False)
         self.register_buffer("kg2", pair.kg2.long(), persistent=False)
         self.zero_missing_visual = pair.provenance.get("missing_image_policy", "mask") == "mask"
-        self._protocol = encoder_protocol(pair, self.encoder, attribute_values=config.attribute_values)
+        self._protocol = encoder_protocol(pair, self.encoder, attribute_values=self.uses_values)
+        self._protocol.update({"triple_swap": config.triple_swap, "seed_attribute_union": config.share_seed_attributes})
+
+    def prepare_training(self, train_links: Tensor) -> None:
+        """The authors' seed-dependent data (kgs.py): every triple of a seed entity copied with its counterpart
+        substituted (triples kept as a set, as theirs), and each seed pair given the union of both attribute sets
+        (names and values). Deterministic in the links; the validation and test links are never used."""
+        links = train_links.long().to(self.triples.device)
+        if self.config.triple_swap and len(links):
+            self.triples = swapped_triples(self.triples, links, self.kg_of.numel())
+        if self.config.share_seed_attributes and len(links):
+            x = self.encoder.feature("attribute")
+            a, b = links[:, 0], links[:, 1]
+            xa, xb = x[a].clone(), x[b].clone()
+            union = torch.maximum(xa, xb)
+            x[a], x[b] = union, union
+            if self.att_values is not None:   # a value the entity lacks comes from its counterpart
+                v = self.att_values
+                va = torch.where(xa > 0, v[a], v[b])
+                vb = torch.where(xb > 0, v[b], v[a])
+                v[a], v[b] = va, vb
 
     # ------------------------------------------------------------------------------------------------
     def attribute_attention(self, guide: Tensor) -> tuple[Tensor, Tensor]:
@@ -185,6 +213,25 @@ class MSNEA(AlignmentModel):
     def search_space(cls, trial) -> dict[str, Any]:
         return {"margin": trial.suggest_float("margin", 0.5, 3.0),
                 "align_margin": trial.suggest_float("align_margin", 1.0, 3.0)}
+
+
+def swapped_triples(triples: Tensor, links: Tensor, n_ent: int) -> Tensor:
+    """``triples`` plus, for every seed link (e1, e2), each triple with e1 as head or tail copied with e1 -> e2,
+    and each with e2 copied with e2 -> e1; the result as a set (duplicates dropped, sorted), as the authors'
+    ``generate_sup_relation_triples`` + ``add_sup_relation_triples``."""
+    other = torch.full((n_ent,), -1, dtype=torch.long, device=triples.device)
+    other[links[:, 0]] = links[:, 1]
+    other[links[:, 1]] = links[:, 0]
+    h, r, t = triples[:, 0], triples[:, 1], triples[:, 2]
+    new = [triples]
+    sh = other[h] >= 0
+    new.append(torch.stack([other[h[sh]], r[sh], t[sh]], dim=1))
+    st = other[t] >= 0
+    new.append(torch.stack([h[st], r[st], other[t[st]]], dim=1))
+    out = torch.cat(new)
+    n_rel = int(out[:, 1].max()) + 1 if len(out) else 1
+    key = torch.unique((out[:, 0] * n_rel + out[:, 1]) * n_ent + out[:, 2])
+    return torch.stack([key // (n_rel * n_ent), (key // n_ent) % n_rel, key % n_ent], dim=1)
 
 
 def _attribute_values(pair: MMKGPair) -> Tensor:

@@ -66,6 +66,7 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     opt = build_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.weight_decay)
     plan = EpochPlan(tc.batch_size, tc.accumulate, model.steps_per_epoch(0, max(1, tc.batch_size)))
     links = split.train.to(device)
+    model.prepare_training(links)
     gen = torch.Generator().manual_seed(0)
 
     def epoch() -> float:

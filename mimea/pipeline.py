@@ -58,9 +58,41 @@ def data_fingerprint(data: DataConfig, store_root: str | Path = "results") -> st
     return fingerprint(root, name, cache=Path(store_root) / ".cache" / "fingerprints.json")
 
 
-def run_identity(cfg: RunConfig, store_root: str | Path = "results") -> str:
-    """The run id of ``cfg``: its resolved config and the content of the data it reads (not the data's path)."""
-    return run_id(to_dict(cfg), data_fingerprint(cfg.data, store_root))
+def run_identity(cfg: RunConfig, store_root: str | Path = "results", *, without_data: bool = False) -> str:
+    """The run id of ``cfg``: its resolved config and the content of the data it reads (not the data's path).
+
+    ``without_data``: when the data is not on this machine (a fresh clone rendering tables from committed run
+    records), the id of the stored run with this exact config (its data fingerprint is in its metadata); two
+    stored runs of this config on different data is an error naming both; none gives an id no run has.
+    """
+    try:
+        return run_id(to_dict(cfg), data_fingerprint(cfg.data, store_root))
+    except FileNotFoundError:
+        if not without_data:
+            raise
+    return stored_identity(cfg, store_root)
+
+
+def stored_identity(cfg: RunConfig, store_root: str | Path) -> str:
+    """The stored run of ``cfg``'s config (data unseen): see :func:`run_identity`."""
+    import json
+
+    from mimea.store.ids import canonical
+
+    want = canonical(to_dict(cfg))
+    prefix = run_id(to_dict(cfg)).rsplit("-", 1)[0] + "-"
+    runs = Path(store_root) / "runs"
+    found = []
+    for d in sorted(runs.glob(f"{prefix}*")) if runs.is_dir() else []:
+        try:
+            if canonical(json.loads((d / "config.json").read_text(encoding="utf-8"))) == want:
+                found.append(d.name)
+        except (OSError, ValueError):
+            continue
+    if len(found) > 1:
+        raise ValueError(f"the data of {cfg.data.dataset!r} is not here and {len(found)} stored runs have this "
+                         f"config on different data ({', '.join(found)}); pass --data-dir")
+    return found[0] if found else f"{prefix}nodata"
 
 
 def load_data(data: DataConfig, cache_root: str | Path = "results/data") -> MMKGPair:
@@ -149,6 +181,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
 
         seeder = PseudoSeeder(propose, cfg.train.il_start, cfg.train.il_every, cfg.train.il_commit_every)
 
+    model.prepare_training(split.train.to(device))   # seed-dependent data parts (MSNEA's swaps); train links only
     has_valid = len(split.valid) > 0   # split.val_fraction=0: every seed trains, the last epoch is the result
     trainer = Trainer(model, cfg.train, validate if has_valid else None, select_metric=cfg.train.select_metric,
                       seeder=seeder, save=lambda state: store.save_checkpoint(rid, state),

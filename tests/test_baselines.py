@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -83,7 +84,8 @@ def test_registered_config_round_trips_and_defaults(cls, pair):
     assert emb.joint.shape[0] == pair.n_ent and torch.isfinite(emb.joint).all()
     assert {"lr", "weight_decay", "batch_size", "epochs"} <= set(cls.train_defaults)
     proto = model.protocol()
-    assert proto["names"] is False and proto["attribute_values"] is False and proto["images"] == "synthetic"
+    values = cls is MSNEA and pair.att_values is not None      # MSNEA reads values when the data has them
+    assert proto["names"] is False and proto["attribute_values"] is values and proto["images"] == "synthetic"
     space = cls.search_space(_AnyTrial())
     assert space and set(space) <= {f.name for f in dataclasses.fields(cls.Config)}
 
@@ -236,8 +238,10 @@ def test_msnea_attention_sums_to_one_and_follows_the_visual_embedding(pair):
 
 
 def test_msnea_attribute_values_need_values_and_change_the_embedding(pair):
+    without = dataclasses.replace(pair, att_values=None)
     with pytest.raises(ValueError, match="att_values"):
-        _model(MSNEA, pair, attribute_values=True)
+        _model(MSNEA, without, attribute_values=True)
+    assert _model(MSNEA, without).protocol()["attribute_values"] is False      # None: only when the data has them
     with_values = dataclasses.replace(pair)
     with_values.att_values = torch.randn(pair.att_features.shape) * pair.att_features
     a = _model(MSNEA, with_values, attribute_values=True)
@@ -273,7 +277,8 @@ def test_pipeline_run_records_the_protocol(cls, tmp_path, synthetic_root):
             "train": {"epochs": 2, "eval_every": 1, "patience": 0, "progress": False}}
     out = run(resolve(cls.name, "smoke", over, model_overrides=SMALL[cls]), tmp_path)
     proto = out["metadata"]["protocol"]
-    assert proto["iterative"] is False and proto["names"] is False and proto["attribute_values"] is False
+    assert proto["iterative"] is False and proto["names"] is False
+    assert proto["attribute_values"] is (cls is MSNEA)    # the synthetic data has attr_values; MSNEA reads them
     assert proto["images"] == "synthetic" and "image" in proto["modalities"]
     assert out["metadata"]["n_parameters"] > 0 and 0.0 <= out["results"]["test"]["mean"]["hits@1"] <= 1.0
     assert (out["path"] / "modality_weights.pt").is_file() == (cls is not MSNEA)
@@ -303,3 +308,33 @@ def test_msnea_epoch_is_a_pass_over_the_triples(pair):
     # a model without its own epoch: one pass over the links
     eva = _model(EVA, pair)
     assert eva.steps_per_epoch(100, 30) is None
+
+
+def test_msnea_swaps_triples_and_shares_attributes_across_seed_pairs():
+    """The authors' kgs.py: each seed entity's triples copied with its counterpart substituted (as a set), and the
+    union of both attribute sets for each seed pair; the epoch then counts the swapped triples."""
+    from baselines.msnea import swapped_triples
+
+    tri = torch.tensor([[0, 0, 1], [1, 1, 2], [5, 2, 6], [0, 0, 1]])
+    out = {tuple(x) for x in swapped_triples(tri, torch.tensor([[0, 5]]), 8).tolist()}
+    assert out == {(0, 0, 1), (1, 1, 2), (5, 2, 6), (5, 0, 1), (0, 2, 6)}
+    pair = _synthetic_pair_for_msnea()
+    model = MSNEA(pair, MSNEA.Config(dim=16, triple_batch_size=50))
+    links = pair.links[:20]
+    before_steps = model.steps_per_epoch(len(links), 50)
+    x0 = model.encoder.feature("attribute").clone()
+    model.prepare_training(links)
+    x1 = model.encoder.feature("attribute")
+    a, b = links[:, 0], links[:, 1]
+    assert torch.equal(x1[a], torch.maximum(x0[a], x0[b])) and torch.equal(x1[a], x1[b])
+    assert model.triples.size(0) > pair.triples.unique(dim=0).size(0)
+    assert model.steps_per_epoch(len(links), 50) > before_steps
+    assert model.protocol()["triple_swap"] is True
+
+
+def _synthetic_pair_for_msnea():
+    from mimea.data.loader import load_pair
+    from mimea.data.synthetic import ensure_synthetic
+    import tempfile
+
+    return load_pair(*ensure_synthetic(Path(tempfile.mkdtemp()), n_latent=200))

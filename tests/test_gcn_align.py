@@ -75,7 +75,7 @@ def test_trains_and_aligns_better_than_chance():
 def test_embeddings_shapes():
     torch.manual_seed(0)
     pair = _tiny_pair()
-    emb = GCNAlign(pair, GCNAlign.Config(dim=16))()
+    emb = GCNAlign(pair, GCNAlign.Config(dim=16, ae_dim=16))()
     assert emb.joint.shape == (pair.n_ent, 32)
     assert emb.modalities["graph"].shape == emb.modalities["attribute"].shape == (pair.n_ent, 16)
 
@@ -113,3 +113,27 @@ def test_functionality_weights_by_hand():
 def test_rejects_bad_config():
     with pytest.raises(ValueError, match="negatives_from"):
         GCNAlign(_tiny_pair(), GCNAlign.Config(negatives_from="random"))
+
+
+def test_authors_degree_orientation_and_attribute_weight_norm():
+    """``degree="source"`` takes D from the column sums (the authors' normalize_adj); the AE weight rows are
+    L2-normalised in the forward under ``att_init="trunc_normal_l2"``; the optimiser is their plain SGD."""
+    from mimea.nn.graph import csr_graph, gcn_norm_values
+    from mimea.training.config import resolve
+
+    ei, w = functionality_edges(torch.tensor([[0, 0, 1], [0, 0, 2], [3, 1, 2]]), 4)
+    g = csr_graph(ei, 4)
+    wt = w[g.order]
+    src = gcn_norm_values(g, wt, degree="source")
+    deg = torch.zeros(4).index_add_(0, g.col, wt)
+    assert torch.allclose(src, wt * deg[g.row].rsqrt() * deg[g.col].rsqrt())
+    assert not torch.allclose(src, gcn_norm_values(g, wt, degree="target"))
+    model = GCNAlign(_tiny_pair(), GCNAlign.Config(dim=8, ae_dim=4))
+    with torch.no_grad():
+        model.att_w.mul_(7.0)
+    before = model().modalities["attribute"]
+    with torch.no_grad():
+        model.att_w.mul_(3.0)            # a row scale does not change the forward: rows are normalised
+    assert torch.allclose(model().modalities["attribute"], before, atol=1e-6)
+    cfg = resolve("gcn_align", "paper")
+    assert cfg.train.optimizer == "sgd" and cfg.train.lr == 20.0 and cfg.train.batch_size >= 10_000

@@ -135,3 +135,22 @@ def test_a_repeated_configuration_is_not_counted(tmp_path, monkeypatch):
     dups = [t for t in study.trials if "duplicate_of" in t.user_attrs]
     assert dups and all(t.state == optuna.trial.TrialState.FAIL and t.user_attrs["duplicate_of"] == 0
                         for t in dups)
+
+
+def test_stored_records_are_found_without_the_data(tmp_path):
+    """A fresh clone without the data finds a committed run record by its config (tables render from records)."""
+    from mimea.data.synthetic import ensure_synthetic
+
+    src = ensure_synthetic(tmp_path / "cache", **SMALL)
+    root = _copy_data(src, tmp_path / "data")
+    cfg = resolve("gcn_align", "smoke", {"train": {"epochs": 2, "progress": False},
+                                         "data": {"dataset": src[1], "data_dir": str(root)}})
+    store = tmp_path / "store"
+    done = run(cfg, store)
+    shutil.rmtree(root)
+    with pytest.raises(FileNotFoundError):
+        run_identity(cfg, store)
+    assert run_identity(cfg, store, without_data=True) == done["run_id"]
+    other = resolve("gcn_align", "smoke", {"train": {"epochs": 3, "progress": False},
+                                           "data": {"dataset": src[1], "data_dir": str(root)}})
+    assert not RunStore(store).is_finished(run_identity(other, store, without_data=True))

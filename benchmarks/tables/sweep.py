@@ -163,7 +163,7 @@ def make_spec(ctx: Context, model: str, dataset: str, ratio: float, seed: int,
                            {"data": data, "split": {"ratio": float(ratio)}, "seed": int(seed)})
     cfg = resolve(model, ctx.profile, overrides, {**tuned_model, **user_model, **(variant or {})})
     label = ",".join(f"{k}={_short(v)}" for k, v in (variant or {}).items())
-    return RunSpec(model, dataset, float(ratio), int(seed), label, cfg, run_identity(cfg, ctx.results))
+    return RunSpec(model, dataset, float(ratio), int(seed), label, cfg, run_identity(cfg, ctx.results, without_data=True))
 
 
 def _short(v: Any) -> str:

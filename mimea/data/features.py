@@ -24,6 +24,8 @@ Deviations, all deliberate:
 from __future__ import annotations
 
 import logging
+import math
+import re
 import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping
@@ -63,19 +65,23 @@ def relation_features(triples: np.ndarray, n_ent: int, top_k: int = 1000) -> np.
     return mat
 
 
+def attribute_ranking(records: Iterable[tuple[int, list[str]]], top_k: int = 1000) -> list[str]:
+    """The ``top_k`` most frequent attribute names (the columns of :func:`attribute_features`, in order)."""
+    cnt: dict[str, int] = {}
+    for _, names in records:
+        for a in names:
+            cnt[a] = cnt.get(a, 0) + 1
+    return sorted(cnt, key=cnt.__getitem__, reverse=True)[:top_k]  # stable: ties keep first appearance
+
+
 def attribute_features(records: Iterable[tuple[int, list[str]]], n_ent: int, top_k: int = 1000) -> np.ndarray:
     """Multi-hot of the ``top_k`` attribute names: ``[n_ent, min(top_k, A)]`` float32.
 
     ``records``: ``(entity id, attribute names)`` per ``training_attrs`` line, KG1's file then KG2's, in order.
     """
     records = list(records)
-    cnt: dict[str, int] = {}
-    for _, names in records:
-        for a in names:
-            cnt[a] = cnt.get(a, 0) + 1
-    ranked = sorted(cnt, key=cnt.__getitem__, reverse=True)[:top_k]  # stable: ties keep first appearance
-    attr2id = {a: i for i, a in enumerate(ranked)}
-    mat = np.zeros((n_ent, len(ranked)), dtype=np.float32)
+    attr2id = {a: i for i, a in enumerate(attribute_ranking(records, top_k))}
+    mat = np.zeros((n_ent, len(attr2id)), dtype=np.float32)
     rows, cols = [], []
     for e, names in records:
         for a in names:
@@ -84,6 +90,39 @@ def attribute_features(records: Iterable[tuple[int, list[str]]], n_ent: int, top
                 rows.append(e)
                 cols.append(j)
     mat[rows, cols] = 1.0
+    return mat
+
+
+_DATE = re.compile(r"^(-?\d{1,4})-\d{2}(-\d{2})?")
+
+
+def numeric_value(text: str) -> float | None:
+    """MSNEA's reading of a lexical value: a float, a date cut to its year, ``#`` stripped; None otherwise."""
+    t = text.strip().strip('"').replace("#", "")
+    try:
+        v = float(t)
+    except ValueError:
+        m = _DATE.match(t)
+        if not m:
+            return None
+        v = float(m.group(1))
+    return v if math.isfinite(v) else None
+
+
+def attribute_values(rows: Iterable[tuple[int, str, str]], columns: list[str], n_ent: int) -> np.ndarray:
+    """``[n_ent, len(columns)]`` float32: the numeric value of each (entity, attribute) of ``extra/attr_values_*``
+    (the first parsable one when several), 0 where none; columns as :func:`attribute_ranking`."""
+    col = {a: j for j, a in enumerate(columns)}
+    mat = np.zeros((n_ent, len(columns)), dtype=np.float32)
+    seen = np.zeros((n_ent, len(columns)), dtype=bool)
+    for e, a, text in rows:
+        j = col.get(a)
+        if j is None or seen[e, j]:
+            continue
+        v = numeric_value(text)
+        if v is not None:
+            mat[e, j] = np.float32(np.clip(v, -3.0e38, 3.0e38))
+            seen[e, j] = True
     return mat
 
 

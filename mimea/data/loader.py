@@ -29,7 +29,8 @@ from . import features as F
 from .errors import DataError
 from .images import find_image_file, read_image_features
 from .pair import MMKGPair
-from .readers import parse_deviations, read_attr_lines, read_id_strings, read_int_table, read_lines
+from .readers import (parse_deviations, read_attr_lines, read_attr_values, read_id_strings, read_int_table,
+                      read_lines)
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +254,12 @@ def load_pair(root: str | Path, name: str, *, use_names: bool = False, missing_i
     triples = np.concatenate([raw.triples[1], raw.triples[2]])
     rel = F.relation_features(triples, n, top_k)
     att = F.attribute_features(raw.attrs[1] + raw.attrs[2], n, top_k)
+    att_values = None
+    extra = root / name / "extra"
+    if raw.attr_value_triples is not None:
+        columns = F.attribute_ranking(raw.attrs[1] + raw.attrs[2], top_k)
+        rows = [r for k in KGS for r in read_attr_values(extra / f"attr_values_{k}")]
+        att_values = torch.from_numpy(F.attribute_values([r for r in rows if r[0] < n], columns, n))
 
     img_path = find_image_file(root, name)
     img, mask, n_images = None, np.zeros(n, dtype=bool), 0
@@ -305,6 +312,7 @@ def load_pair(root: str | Path, name: str, *, use_names: bool = False, missing_i
         img_features=torch.from_numpy(img) if img is not None else None,
         img_mask=torch.from_numpy(mask),
         name_features=torch.from_numpy(names) if names is not None else None,
+        att_values=att_values,
         entity_names=raw.entity_names,
         provenance=provenance,
     )

@@ -28,6 +28,8 @@ class MMKGPair:
         img_features: FloatTensor ``[n_ent, D]`` or None when no image features exist.
         img_mask: BoolTensor ``[n_ent]``: True where the entity has a *real* image feature.
         name_features: FloatTensor ``[n_ent, K]`` or None (names are used only on request).
+        att_values: FloatTensor ``[n_ent, A]`` of numeric attribute values (``extra/attr_values_*``: floats,
+            dates cut to the year; 0 where none), columns as ``att_features``; None without those files.
         entity_names: raw entity strings by global id (from ``ent_ids_*``).
         provenance: facts about how the data was built, recorded in every run's metadata
             (``image_features``: ``real`` | ``absent`` | ``synthetic``; ``missing_image_policy``;
@@ -45,6 +47,7 @@ class MMKGPair:
     img_features: torch.Tensor | None
     img_mask: torch.Tensor
     name_features: torch.Tensor | None = None
+    att_values: torch.Tensor | None = None    # [n_ent, A] numeric attribute values (columns as att_features)
     entity_names: list[str] = field(default_factory=list)
     provenance: dict = field(default_factory=dict)
 

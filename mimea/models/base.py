@@ -64,6 +64,14 @@ class AlignmentModel(nn.Module):
     def loss(self, emb: Embeddings, links: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def prepare_training(self, train_links: torch.Tensor) -> None:
+        """Data-side parts that need the training links, called once before training (default: none).
+
+        A method whose authors build training data from the seeds (MSNEA: triples swapped across seed pairs,
+        attribute sets shared by seed pairs) does it here; it must be a deterministic function of the links, so a
+        resumed run rebuilds the same data. Never sees validation or test links.
+        """
+
     def steps_per_epoch(self, n_links: int, batch_size: int) -> int | None:
         """Optimisation steps in one epoch; None (default): one pass over the links in batches of ``batch_size``.
         A model whose authors define the epoch otherwise (MSNEA: a pass over the triples) returns its count."""

@@ -192,13 +192,18 @@ def csr_spmm(graph: CSRGraph, values: Tensor, x: Tensor) -> Tensor:
     return out.to(dtype)
 
 
-def gcn_norm_values(graph: CSRGraph, edge_weight: Tensor | None = None) -> Tensor:
+def gcn_norm_values(graph: CSRGraph, edge_weight: Tensor | None = None, degree: str = "target") -> Tensor:
     """Symmetric normalisation ``D^-1/2 A D^-1/2`` of the (weighted) adjacency, in CSR order.
 
-    ``edge_weight`` is in CSR order (None: all ones); ``D`` is the row (target) sum.
+    ``edge_weight`` is in CSR order (None: all ones); ``D`` is the row (``degree="target"``) sum, or the column
+    (``"source"``) sum: GCN-Align's authors normalise the transpose of the matrix they built with the degrees of
+    the matrix itself (``utils.py:normalize_adj``), which on a non-symmetric weighted ``A`` is the source sum.
     """
+    if degree not in ("target", "source"):
+        raise ValueError(f"unknown degree {degree!r}; known: target, source")
     w = torch.ones(graph.n_edges, device=graph.col.device) if edge_weight is None else edge_weight
-    deg = torch.zeros(graph.n_nodes, dtype=w.dtype, device=w.device).index_add_(0, graph.row, w)
+    index = graph.row if degree == "target" else graph.col
+    deg = torch.zeros(graph.n_nodes, dtype=w.dtype, device=w.device).index_add_(0, index, w)
     dinv = deg.pow(-0.5)
     dinv[torch.isinf(dinv)] = 0.0
     return dinv[graph.row] * w * dinv[graph.col]

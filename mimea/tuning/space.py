@@ -24,10 +24,14 @@ class Suggestion:
     model: dict[str, Any]
 
 
-def suggest_train(trial) -> dict[str, Any]:
-    """Trainer-level suggestions (TrainConfig field -> value)."""
+#: Plain gradient descent (GCN-Align's authors: lr 20 on a loss averaged over 2kt terms) lives on another scale.
+SGD_LR_RANGE = (1.0, 50.0)
+
+
+def suggest_train(trial, optimizer: str = "adamw") -> dict[str, Any]:
+    """Trainer-level suggestions (TrainConfig field -> value); the lr range follows the model's optimiser."""
     return {
-        "lr": trial.suggest_float("train.lr", *LR_RANGE, log=True),
+        "lr": trial.suggest_float("train.lr", *(SGD_LR_RANGE if optimizer == "sgd" else LR_RANGE), log=True),
         "weight_decay": trial.suggest_float("train.weight_decay", *WEIGHT_DECAY_RANGE, log=True),
     }
 
@@ -46,4 +50,5 @@ def suggest_model(trial, model_cls: type[AlignmentModel]) -> dict[str, Any]:
 def suggest(trial, model_cls: type[AlignmentModel]) -> Suggestion:
     """Everything one trial sets. Works on a live trial or on ``optuna.trial.FixedTrial(params)`` (to rebuild a
     stored trial's configuration from its params)."""
-    return Suggestion(train=suggest_train(trial), model=suggest_model(trial, model_cls))
+    optimizer = (getattr(model_cls, "train_defaults", {}) or {}).get("optimizer", "adamw")
+    return Suggestion(train=suggest_train(trial, optimizer), model=suggest_model(trial, model_cls))
