@@ -1,16 +1,23 @@
 """A sweep's child processes die with it, however it dies (SIGKILL included).
 
-On Linux each child asks the kernel for ``SIGTERM`` when its parent dies (``prctl(PR_SET_PDEATHSIG)``): a
-``subprocess`` child right after its fork (its parent is the sweep), a ``forkserver`` child at its start (its parent
-is the fork server, which exits when the sweep does: its pipe from the sweep reaches EOF). If the parent died
-before the request took effect, the child sees another parent and exits at once. Elsewhere a killed sweep can
-leave its children running; SIGINT and SIGTERM still stop them (:func:`benchmarks.tables.sweep.execute`).
+* ``subprocess`` children (their parent is the sweep) ask the kernel for ``SIGTERM`` when their parent dies
+  (``prctl(PR_SET_PDEATHSIG)``, Linux), right after the fork; if the sweep died before that, they exit at once.
+* ``forkserver`` children are the fork server's, and the fork server outlives the sweep while any child holds
+  its "alive" pipe, so the parent-death signal never comes. Each such child watches the sweep's pid instead: a
+  daemon thread waits on a pidfd (``os.pidfd_open``, Linux >= 5.3; else it polls the pid once a second) and sends
+  the child ``SIGTERM`` when the sweep exits. The fork server and resource tracker then exit on their own.
+
+SIGINT and SIGTERM of the sweep also stop the children the orderly way (:func:`benchmarks.tables.sweep.execute`).
+Checkpoints are written atomically, so a child killed at any moment leaves a resumable run.
 """
 from __future__ import annotations
 
 import os
+import select
 import signal
 import sys
+import threading
+import time
 
 PR_SET_PDEATHSIG = 1
 _LIBC = None
@@ -54,3 +61,38 @@ def preexec_die_with_parent():
             os._exit(128 + int(signal.SIGTERM))
 
     return preexec
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:   # a zombie (exited, not yet reaped) counts as gone
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
+
+
+def die_with(pid: int, sig: int = signal.SIGTERM) -> None:
+    """Send this process ``sig`` when process ``pid`` (not necessarily its parent) exits; at once if it has."""
+    try:
+        fd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    except ProcessLookupError:
+        os.kill(os.getpid(), sig)
+        return
+    except OSError:   # pidfd unsupported here: poll
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])   # readable once the process has exited
+        else:
+            while not _gone(pid):
+                time.sleep(1.0)
+        os.kill(os.getpid(), sig)
+
+    threading.Thread(target=watch, name=f"die-with-{pid}", daemon=True).start()

@@ -204,11 +204,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _forked_run(config_path: str, store_root: str, log_path: str, extra: tuple[str, ...] = ()) -> None:
+def _forked_run(config_path: str, store_root: str, log_path: str, extra: tuple[str, ...] = (),
+                sweep_pid: int | None = None) -> None:
     """Body of a forked child: output to the run's log, then ``mimea.pipeline.main`` (its exit status)."""
-    from benchmarks.tables.children import die_with_parent
+    if sweep_pid is not None:
+        from benchmarks.tables.children import die_with
 
-    die_with_parent()   # the fork server exits with the sweep; this child then gets SIGTERM
+        die_with(sweep_pid)   # SIGTERM to this child when the sweep exits, however it exits
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -270,7 +272,8 @@ def _start(launcher: str, config_path: Path, store_root: Path, log_path: Path,
     dies with the sweep (:mod:`benchmarks.tables.children`)."""
     if launcher == "forkserver":
         proc = _mp_context().Process(target=_forked_run, daemon=False,
-                                     args=(str(config_path), str(store_root), str(log_path), tuple(extra)))
+                                     args=(str(config_path), str(store_root), str(log_path), tuple(extra),
+                                           os.getpid()))
         proc.start()
         return _Child(proc)
     if launcher == "subprocess":

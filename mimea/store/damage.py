@@ -1,7 +1,7 @@
 """Damaged, failed and unwritable run folders: one-line errors and the way out.
 
-* **Damaged files.** A ``checkpoint.pt`` that ``torch.load`` cannot read (truncated, empty, garbage, or not a
-  trainer state), or a ``results.json`` / ``metadata.json`` / ``config.json`` that is not valid JSON, raises
+* **Damaged files.** A ``checkpoint.pt`` that ``torch.load`` cannot read (truncated, empty, garbage, not a
+  dict), or a ``results.json`` / ``metadata.json`` / ``config.json`` that is not valid JSON, raises
   :class:`DamagedRunError` naming the file: ``results/runs/ID/checkpoint.pt: damaged (...); rerun with
   --restart-damaged ...``. Nothing is deleted on its own. With ``--restart-damaged`` (``mimea train`` and
   ``benchmarks/run.py``) the damaged file is renamed to ``<name>.damaged-<UTC timestamp>`` beside it and the run
@@ -28,8 +28,6 @@ from mimea.atomic import atomic_write_json
 from mimea.data.errors import DataError
 
 RESTART_HINT = "rerun with --restart-damaged to move it aside and start this run over"
-#: What a trainer checkpoint must hold to be resumed from.
-CHECKPOINT_KEYS = ("model", "optimizer", "epoch")
 FAILED = "failed.json"
 #: Exceptions that stop a run on purpose and leave it resumable (Optuna's pruning): not failures.
 NOT_FAILURES = ("TrialPruned",)
@@ -54,7 +52,7 @@ class StoreNotWritable(DataError):
         return (StoreNotWritable, (self.path, self.line, self.message))
 
 
-def _why(exc: BaseException) -> str:
+def _why(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
 
@@ -80,25 +78,27 @@ def read_run_json(path: str | Path) -> Any:
 
 
 def load_checkpoint(path: str | Path, map_location=None) -> dict | None:
-    """A trainer checkpoint (``weights_only``), None when absent; unreadable or not a trainer state: damaged."""
+    """A saved state (``weights_only``), None when absent; unreadable or not a dict: DamagedRunError."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         return None
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise DamagedRunError(path, "empty file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):   # torch's zip format, or a legacy pickle
+        raise DamagedRunError(path, f"not a torch checkpoint: {size} bytes starting {head!r}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, AttributeError, TypeError,
             pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        raise DamagedRunError(path, f"torch.load: {_why(exc)}") from None
-    if path.name == "checkpoint.pt":
-        if not isinstance(state, dict):
-            raise DamagedRunError(path, f"holds a {type(state).__name__}, not a trainer state")
-        missing = [k for k in CHECKPOINT_KEYS if k not in state]
-        if missing:
-            raise DamagedRunError(path, f"not a trainer state: no {', '.join(missing)}")
+        first = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DamagedRunError(path, f"torch.load: {_why(first)}; {size} bytes") from None
+    if not isinstance(state, dict):   # every file the store saves holds a dict
+        raise DamagedRunError(path, f"holds a {type(state).__name__}, not a saved state")
     return state
 
 

@@ -111,13 +111,14 @@ def check_fields(obj: Any, where: str) -> None:
             check_fields(value, f"{where}{f.name}.")
 
 
-def check_values(tp_hints: dict[str, Any], values: dict[str, Any], where: str) -> None:
-    """Type-check a mapping ``values`` against ``tp_hints`` (unknown keys are an error)."""
+def check_values(tp_hints: dict[str, Any], values: dict[str, Any], where: str, source: str = "") -> None:
+    """Type-check a mapping ``values`` against ``tp_hints`` (unknown keys are an error); ``source`` (a file name
+    and ``": "``) starts the message."""
     for key, value in values.items():
         if key not in tp_hints:
-            raise ConfigError(f"unknown key {where}{key}; known: {', '.join(sorted(tp_hints))}")
+            raise ConfigError(f"{source}unknown key {where}{key}; known: {', '.join(sorted(tp_hints))}")
         if not _fits(value, tp_hints[key]):
-            raise ConfigError(f"{where}{key}={_show(value)}: expected {_describe(tp_hints[key])}")
+            raise ConfigError(f"{source}{where}{key}={_show(value)}: expected {_describe(tp_hints[key])}")
 
 
 # -- values -------------------------------------------------------------------------------------------------------
@@ -239,8 +240,8 @@ def check_config_file(path: str | Path, model: str, model_config: Any, train: An
     for name, section in (("model_config", model_config), ("train", train)):
         if not isinstance(section, dict):
             raise ConfigError(f"{path}: {name}={_show(section)}: expected an object ({{...}})")
-    check_values(_hints(registry.get(model).Config), model_config, f"{path}: model_config.")
-    check_values(_hints(TrainConfig), train, f"{path}: train.")
+    check_values(_hints(registry.get(model).Config), model_config, "model_config.", f"{path}: ")
+    check_values(_hints(TrainConfig), train, "train.", f"{path}: ")
 
 
 def config_from_file(path: str | Path):
