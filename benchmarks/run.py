@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -141,8 +142,6 @@ def main(argv: list[str] | None = None) -> int:
     data = "synthetic stand-ins" if ctx.synthetic else ctx.data_dir
     print(f"tables {','.join(map(str, args.table))}: {len(specs)} runs needed (profile {ctx.profile}, data "
           f"{data}, {ctx.replicates} replicate(s)); store {ctx.results}", flush=True)
-    import signal
-
     def _terminated(signum, frame):  # SIGTERM stops the children like Ctrl-C (a SIGKILL: see tables/children.py)
         raise KeyboardInterrupt
 

@@ -52,6 +52,10 @@ def build_config(args):
     from mimea.training.config import resolve
 
     overrides = parse_assignments(args.set)
+    for section in ("data", "split", "train"):
+        if not isinstance(overrides.get(section, {}), dict):
+            raise ValueError(f"{section}={overrides[section]!r}: expected a section (set its fields as "
+                             f"{section}.KEY=VALUE)")
     data = overrides.setdefault("data", {})
     if args.dataset:
         data["dataset"] = args.dataset

@@ -71,7 +71,7 @@ def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = Fal
     store = RunStore(store_root)
     rid = run_id(to_dict(cfg))
     # two processes never train the same run at once; a finished run is readable from a read-only store
-    with run_lock(store_root, rid, read_only_ok=lambda: not (force or restart_damaged) and store.is_finished(rid)):
+    with run_lock(store_root, rid, read_only_ok=lambda: not force and store.is_finished(rid)):
         with record_failure(store.path(rid)):   # failed.json with the one-line error when the attempt raises
             if restart_damaged:
                 set_aside_damaged(store.path(rid))

@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # benchmarks/ is not an installed package: import
 
 from mimea.cli import main  # noqa: E402
 from mimea.store import RunStore  # noqa: E402
-from mimea.store.damage import DamagedRunError, failed_runs, failure  # noqa: E402
+from mimea.store.damage import failed_runs, failure  # noqa: E402
 from mimea.training.config import resolve  # noqa: E402
 
 #: A run of seconds: the smoke profile, 2 epochs of GCN-Align on a 200-entity synthetic pair.
@@ -65,6 +65,7 @@ CONFIG_CASES = [
     ("int is not a bool", ["--set", "train.iterative=1"], "train.iterative=1: expected a bool"),
     ("threads not int or null", ["--set", "train.threads=two"], "train.threads='two': expected an int or null"),
     ("section replaced", ["--set", "eval=3"], "eval=3: expected a section"),
+    ("section replaced by a flag", ["--set", "train=3", "--epochs", "2"], "train=3: expected a section"),
     ("model field not a number", ["--model-set", "dim=abc"], "model_config.dim='abc': expected an int"),
     ("model field via --set", ["--set", "model_config.dim=abc"], "model_config.dim='abc': expected an int"),
     ("eval_every 0", ["--set", "train.eval_every=0"], "train.eval_every=0: expected at least 1"),
@@ -176,8 +177,10 @@ def _unfinish(run_dir: Path) -> None:
 # (case id, file, new content (None: the run is unfinished with this checkpoint), message fragment)
 STORE_CASES = [
     ("checkpoint empty", "checkpoint.pt", b"", "checkpoint.pt: damaged (empty file)"),
-    ("checkpoint truncated", "checkpoint.pt", _checkpoint_bytes()[:200], "checkpoint.pt: damaged (torch.load: "),
-    ("checkpoint garbage", "checkpoint.pt", b"\x00garbage" * 50, "checkpoint.pt: damaged (torch.load: "),
+    ("checkpoint truncated", "checkpoint.pt", _checkpoint_bytes()[:200],
+     "checkpoint.pt: damaged (torch.load: PytorchStreamReader failed reading zip archive"),
+    ("checkpoint garbage", "checkpoint.pt", b"\x00garbage" * 50,
+     "checkpoint.pt: damaged (not a torch checkpoint: 400 bytes starting"),
     ("checkpoint not a dict", "checkpoint.pt", None, "checkpoint.pt: damaged (holds a list"),
     ("results empty", "results.json", b"", "results.json: damaged (empty file)"),
     ("results truncated", "results.json", b'{"test": {"l2r": {"hits@1": 0.', "results.json: damaged (not valid JSON"),
