@@ -155,7 +155,7 @@ def check_device(spec: str, where: str = "train.device") -> None:
     except (RuntimeError, TypeError, ValueError):
         raise ConfigError(f"{where}={spec!r}: not a device; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
-        if torch.version.cuda is None:
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:   # ROCm serves "cuda" too
             raise ConfigError(f"{where}={spec!r}: this torch build ({torch.__version__}) is CPU-only, without "
                               f"CUDA; use --device cpu (or auto), or install a CUDA build (README: GPU users)")
         n = torch.cuda.device_count() if torch.cuda.is_available() else 0
