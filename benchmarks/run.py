@@ -7,12 +7,13 @@ A killed invocation resumes: finished runs are reused, a run with a checkpoint r
 
 Without ``--data-dir`` (and without ``$MIMEA_DATA_DIR``) the real datasets are replaced by the package's synthetic
 stand-ins (table 2: params A, table 3: params B); every caption says so. Exit status: 0, 1 when a run failed
-(its cells stay empty and its log is named), 2 on bad input.
+(its cells stay empty and its log and error are named) or a stored run is damaged (named), 2 on bad input.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -92,6 +93,8 @@ def make_parser() -> argparse.ArgumentParser:
                         "(default timeout_min 1440)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--restart-damaged", action="store_true",
+                   help="a stored run with a damaged file: move the file aside (NAME.damaged-TIME), start it over")
     return p
 
 
@@ -158,18 +161,30 @@ def main(argv: list[str] | None = None) -> int:
     where = ctx.launcher.describe() if hasattr(ctx.launcher, "describe") else f"{ctx.launcher} child processes"
     print(f"tables {','.join(map(str, args.table))}: {len(specs)} runs needed (profile {ctx.profile}, data "
           f"{data}, {ctx.replicates} replicate(s)); store {ctx.results}; runs as {where}", flush=True)
+
+    def _terminated(signum, frame):  # SIGTERM stops the children like Ctrl-C (a SIGKILL: see tables/children.py)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs)
+        report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs,
+                         restart_damaged=args.restart_damaged)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept (and a stopped run's checkpoint); run the same command to "
               "resume", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"sweep: {report.reused} reused from the store, {report.ran} run in {report.seconds:.1f} s, "
           f"{len(report.failed)} failed", flush=True)
     for rid, log in report.failed:
-        print(f"  failed: {rid} (log: {log})", file=sys.stderr)
+        error = report.errors.get(rid)
+        print(f"  failed: {rid}{': ' + error if error else ''} (log: {log})", file=sys.stderr)
 
-    runs = collect(specs, ctx.results)
+    damaged: list = []
+    runs = collect(specs, ctx.results, damaged)   # a damaged run's cells stay empty, like a failed run's
+    for exc in damaged:
+        print(f"  damaged: {exc}", file=sys.stderr)
     out = Path(ctx.out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -191,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"figure {stem} ({FIGURES[stem]}): skipped, no runs for it in this invocation")
     print(f"wrote {len(written)} files under {out} in {time.perf_counter() - t0:.1f} s")
-    return EXIT_RUN_FAILED if report.failed else 0
+    return EXIT_RUN_FAILED if report.failed or damaged else 0
 
 
 if __name__ == "__main__":

@@ -54,6 +54,10 @@ def build_config(args):
     from mimea.training.config import resolve
 
     overrides = parse_assignments(args.set)
+    for section in ("data", "split", "train"):
+        if not isinstance(overrides.get(section, {}), dict):
+            raise ValueError(f"{section}={overrides[section]!r}: expected a section (set its fields as "
+                             f"{section}.KEY=VALUE)")
     data = overrides.setdefault("data", {})
     if args.dataset:
         data["dataset"] = args.dataset
@@ -71,12 +75,20 @@ def build_config(args):
     if args.no_progress:
         train["progress"] = False
     model_overrides = parse_assignments(args.model_set)
+    set_model = overrides.pop("model_config", {})   # --set model_config.KEY=VALUE is --model-set KEY=VALUE
+    if isinstance(set_model, dict):
+        model_overrides = {**set_model, **model_overrides}
     if args.config:
-        loaded = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        from mimea.training.validate import check_config_file, read_config_file
+
+        loaded = read_config_file(args.config)   # a malformed file: one line FILE:LINE: message
         if "model_config" in loaded:  # a tuned best.json: {"model_config": {...}, "train": {...}, ...}
+            check_config_file(args.config, args.model, loaded["model_config"], loaded.get("train") or {})
             for key, value in (loaded.get("train") or {}).items():
                 train.setdefault(key, value)
             loaded = loaded["model_config"]
+        else:
+            check_config_file(args.config, args.model, loaded, {})
         model_overrides = {**loaded, **model_overrides}
     return resolve(args.model, args.profile, overrides, model_overrides)
 
@@ -84,11 +96,13 @@ def build_config(args):
 def _cmd_train(args) -> int:
     from mimea.pipeline import run, with_seed
 
+    if args.replicates < 1:
+        raise ValueError(f"--replicates {args.replicates}: expected at least 1")
     base = build_config(args)
     seeds = args.seeds if args.seeds else [base.seed + i for i in range(args.replicates)]
     rows = []
     for seed in seeds:
-        out = run(with_seed(base, seed), args.results, force=args.force)
+        out = run(with_seed(base, seed), args.results, force=args.force, restart_damaged=args.restart_damaged)
         test, meta = out["results"]["test"], out["metadata"]
         l2r = test["l2r"]
         rows.append([out["run_id"], seed, l2r["hits@1"], l2r["hits@10"], l2r["mrr"], meta["epochs_run"],
@@ -158,6 +172,8 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, nargs="*", help="init seeds (default: seed 0..replicates-1)")
     train.add_argument("--replicates", type=int, default=1)
     train.add_argument("--force", action="store_true", help="discard a stored run with the same config")
+    train.add_argument("--restart-damaged", action="store_true",
+                       help="a stored run with a damaged file: move the file aside (NAME.damaged-TIME), start over")
     train.set_defaults(func=_cmd_train)
 
     models = sub.add_parser("models", help="list registered models and where each came from")
@@ -199,6 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"mimea: error: {msg}", file=sys.stderr)
+        return EXIT_INPUT_ERROR
+    except OSError as exc:   # a read-only run store or cache: one line, no traceback
+        from mimea.store.damage import is_unwritable, unwritable
+
+        if not is_unwritable(exc):
+            raise
+        print(f"mimea: error: {unwritable(exc)}", file=sys.stderr)
         return EXIT_INPUT_ERROR
 
 

@@ -18,6 +18,7 @@ import torch
 from mimea.data.pair import MMKGPair
 from mimea.models import registry
 from mimea.store import RunStore, run_id
+from mimea.store.damage import record_failure, set_aside_damaged
 from mimea.store.lock import run_lock
 from mimea.store.metadata import environment, peak_rss_mb
 from mimea.training.config import DataConfig, RunConfig, model_config, to_dict
@@ -105,16 +106,21 @@ VALID_POOLS = ("valid", "unseen")
 
 
 def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = False,
-        on_eval: Callable[[int, dict], None] | None = None) -> dict[str, Any]:
+        on_eval: Callable[[int, dict], None] | None = None, restart_damaged: bool = False) -> dict[str, Any]:
     """Run (or resume, or reuse) one configured run; returns ``{"run_id", "results", "metadata", "path"}``.
 
     ``on_eval(epoch, valid_metrics)`` is called after every validation (the tuner reports to Optuna's pruner
-    there and may raise to stop the run; the checkpoint then stays for a later resume).
+    there and may raise to stop the run; the checkpoint then stays for a later resume). A damaged stored file is a
+    one-line DamagedRunError; ``restart_damaged`` moves it aside and starts the run over (mimea.store.damage).
     """
     store = RunStore(store_root)
     rid = run_identity(cfg, store_root)
-    with run_lock(store_root, rid):   # two processes on one store never train the same run at once
-        return _run_locked(cfg, store, rid, force=force, on_eval=on_eval)
+    # two processes never train the same run at once; a finished run is readable from a read-only store
+    with run_lock(store_root, rid, read_only_ok=lambda: not force and store.is_finished(rid)):
+        with record_failure(store.path(rid)):   # failed.json with the one-line error when the attempt raises
+            if restart_damaged:
+                set_aside_damaged(store.path(rid))
+            return _run_locked(cfg, store, rid, force=force, on_eval=on_eval)
 
 
 def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
@@ -258,26 +264,34 @@ def with_seed(cfg: RunConfig, seed: int) -> RunConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m mimea.pipeline CONFIG.json [STORE_ROOT]``: one run from a resolved config file.
+    """``python -m mimea.pipeline CONFIG.json [STORE_ROOT] [--restart-damaged]``: one run from a resolved config.
 
     Sweeps launch each run in its own process through this, so every run's peak memory is its own and a crash
     of one run does not end the sweep.
     """
-    import json
     import sys
 
     from mimea.data.errors import DataError
-    from mimea.training.config import from_dict
+    from mimea.store.damage import is_unwritable, unwritable
+    from mimea.training.validate import ConfigError, check_config, config_from_file
 
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    restart_damaged = "--restart-damaged" in argv
+    argv = [a for a in argv if a != "--restart-damaged"]
     if not argv:
-        print("usage: python -m mimea.pipeline CONFIG.json [STORE_ROOT]", file=sys.stderr)
+        print("usage: python -m mimea.pipeline CONFIG.json [STORE_ROOT] [--restart-damaged]", file=sys.stderr)
         return 2
-    cfg = from_dict(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
     try:
-        out = run(cfg, argv[1] if len(argv) > 1 else "results")
-    except DataError as exc:
+        cfg = config_from_file(argv[0])
+        check_config(cfg)
+        out = run(cfg, argv[1] if len(argv) > 1 else "results", restart_damaged=restart_damaged)
+    except (DataError, ConfigError) as exc:
         print(f"mimea: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if not is_unwritable(exc):
+            raise
+        print(f"mimea: error: {unwritable(exc)}", file=sys.stderr)
         return 2
     print(out["run_id"])
     return 0

@@ -228,9 +228,11 @@ def test_replicates_show_std_and_run_side_by_side(store):
     assert "2 runs at a time" in md
 
 
-def test_failed_run_is_reported_and_sweep_goes_on(store):
-    argv = _args(store, "--table", "5", "--models", BASELINE, "--no-figures") + ["eval.similarity=bogus"]
+def test_failed_run_is_reported_and_sweep_goes_on(store, capsys):
+    # lr 1e300 passes the config checks and fails in the child (AdamW overflows)
+    argv = _args(store, "--table", "5", "--models", BASELINE, "--no-figures") + ["train.lr=1e300"]
     assert main(argv) == 1
+    assert "without overflow (log: " in capsys.readouterr().err   # the child's one-line error (failed.json)
     md = _read(store, "table5.md")
     assert _md_rows(md)[model_label(BASELINE)] == ["--"] * 6
     assert "Runs not finished" in md

@@ -26,6 +26,7 @@ from typing import Any, Iterable, Sequence
 
 from mimea.pipeline import run_identity
 from mimea.store import RunStore, atomic_write_json
+from mimea.store.damage import DamagedRunError, damaged_files, failure
 from mimea.training.config import RunConfig, resolve, to_dict
 
 from benchmarks.tables.registry import DATASETS, DEFAULT_REPLICATES, MODELS, PRIMARY_DATASET, RATIOS, \
@@ -190,6 +191,7 @@ class SweepReport:
     reused: int = 0
     ran: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)   # (run_id, log path)
+    errors: dict[str, str] = field(default_factory=dict)          # run_id -> its one-line error (failed.json)
     seconds: float = 0.0
 
 
@@ -206,8 +208,13 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _forked_run(config_path: str, store_root: str, log_path: str) -> None:
+def _forked_run(config_path: str, store_root: str, log_path: str, extra: tuple[str, ...] = (),
+                sweep_pid: int | None = None) -> None:
     """Body of a forked child: output to the run's log, then ``mimea.pipeline.main`` (its exit status)."""
+    if sweep_pid is not None:
+        from benchmarks.tables.children import die_with
+
+        die_with(sweep_pid)   # SIGTERM to this child when the sweep exits, however it exits
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -218,7 +225,7 @@ def _forked_run(config_path: str, store_root: str, log_path: str) -> None:
 
     code = 1
     try:
-        code = main([config_path, store_root])
+        code = main([config_path, store_root, *extra])
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -271,28 +278,36 @@ def launcher_name(launcher: Any) -> str:
                     if x)
 
 
-def _start(launcher: Any, config_path: Path, store_root: Path, log_path: Path):
-    """Start one config's run (output to ``log_path``): a child process for a launcher name, else a job of the
-    executor object (``launcher.start_run``); either way a handle with ``poll()`` and ``stop()``."""
+def _start(launcher: Any, config_path: Path, store_root: Path, log_path: Path, extra: tuple[str, ...] = ()):
+    """Start one config's run (output to ``log_path``; ``extra``: pipeline flags): a child process for a launcher
+    name, which dies with the sweep (:mod:`benchmarks.tables.children`), else a job of the executor object
+    (``launcher.start_run``); either way a handle with ``poll()`` and ``stop()``."""
     if not isinstance(launcher, str):
         return launcher.start_run(config_path, store_root, log_path)
     if launcher == "forkserver":
-        proc = _mp_context().Process(target=_forked_run, args=(str(config_path), str(store_root), str(log_path)),
-                                     daemon=False)
+        proc = _mp_context().Process(target=_forked_run, daemon=False,
+                                     args=(str(config_path), str(store_root), str(log_path), tuple(extra),
+                                           os.getpid()))
         proc.start()
         return _Child(proc)
     if launcher == "subprocess":
         log = open(log_path, "w", encoding="utf-8")
-        child = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(config_path), str(store_root)],
-                                 stdout=log, stderr=subprocess.STDOUT, env=_child_env(), cwd=str(REPO_ROOT))
+        from benchmarks.tables.children import preexec_die_with_parent
+
+        child = subprocess.Popen([sys.executable, "-m", "mimea.pipeline", str(config_path), str(store_root),
+                                  *extra], stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                 cwd=str(REPO_ROOT), preexec_fn=preexec_die_with_parent())
         return _Child(child, log)
     raise ValueError(f"unknown launcher {launcher!r}; choose forkserver or subprocess")
 
 
 def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: Any = "forkserver",
-            progress: bool = True, jobs: int = 1) -> SweepReport:
+            progress: bool = True, jobs: int = 1, restart_damaged: bool = False) -> SweepReport:
     """Run every spec not finished in the store, each in a child process or job of ``launcher`` (see
     :func:`_start`), ``jobs`` at a time (progress bar, ETA).
+
+    ``restart_damaged``: a run with a damaged stored file (finished or not) has the file moved aside and starts
+    over (:mod:`mimea.store.damage`); without it such a run fails with that file named.
 
     ``jobs > 1`` runs children side by side: set ``train.threads`` so that jobs x threads fits the cores. Each
     run's ``sweep.json`` records how many ran at once (its wall times and peak memory depend on it).
@@ -302,7 +317,9 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: Any =
     store_root = Path(store_root).resolve()
     store = RunStore(store_root)
     todo = unique(specs)
-    pending = [s for s in todo if not store.is_finished(s.run_id)]
+    pending = [s for s in todo if not store.is_finished(s.run_id)
+               or (restart_damaged and damaged_files(store.path(s.run_id)))]
+    extra = ("--restart-damaged",) if restart_damaged else ()
     report = SweepReport(needed=len(todo), reused=len(todo) - len(pending))
     if not pending:
         return report
@@ -327,7 +344,10 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: Any =
         else:
             where = str(log_path) + (f"; job {child.job_id}: {child.log}" if hasattr(child, "job_id") else "")
             report.failed.append((spec.run_id, where))
-            bar.write(f"run {spec.run_id} failed (exit {code}); log: {where}")
+            error = failure(store.path(spec.run_id))
+            if error:
+                report.errors[spec.run_id] = error
+            bar.write(f"run {spec.run_id} failed (exit {code}){': ' + error if error else ''}; log: {where}")
         bar.update(1)
 
     try:
@@ -338,7 +358,7 @@ def execute(specs: Iterable[RunSpec], store_root: str | Path, *, launcher: Any =
                 cfg_path = queue / f"{spec.run_id}.json"
                 atomic_write_json(cfg_path, to_dict(spec.config))
                 log_path = logs / f"{spec.run_id}.log"
-                running.append((spec, _start(launcher, cfg_path, store_root, log_path), cfg_path, log_path))
+                running.append((spec, _start(launcher, cfg_path, store_root, log_path, extra), cfg_path, log_path))
             still = []
             for spec, child, cfg_path, log_path in running:
                 code = child.poll()
@@ -373,13 +393,21 @@ class RunRecord:
         return None if v is None else float(v)
 
 
-def collect(specs: Iterable[RunSpec], store_root: str | Path) -> dict[str, RunRecord]:
-    """run id -> record of every finished run among ``specs`` (failed or missing runs are absent)."""
+def collect(specs: Iterable[RunSpec], store_root: str | Path,
+            damaged: list[DamagedRunError] | None = None) -> dict[str, RunRecord]:
+    """run id -> record of every finished run among ``specs`` (failed, missing or damaged runs are absent; the
+    error of each damaged one is appended to ``damaged`` when given, else raised)."""
     store = RunStore(store_root)
     out: dict[str, RunRecord] = {}
     for s in unique(specs):
         if store.is_finished(s.run_id):
-            run = store.load(s.run_id)
+            try:
+                run = store.load(s.run_id)
+            except DamagedRunError as exc:
+                if damaged is None:
+                    raise
+                damaged.append(exc)
+                continue
             out[s.run_id] = RunRecord(s, run["results"], run["metadata"], store.path(s.run_id))
     return out
 

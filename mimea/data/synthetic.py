@@ -302,6 +302,16 @@ def default_cache_root() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "mimea") / "synthetic"
 
 
+def _share(folder: Path) -> None:
+    """Folders 0755, files 0644 (mkdtemp makes 0700): the cache is shared and read like the run store."""
+    os.chmod(folder, 0o755)
+    for base, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(base, d), 0o755)
+        for f in files:
+            os.chmod(os.path.join(base, f), 0o644)
+
+
 def ensure_synthetic(cache_root: str | Path | None = None, name: str = DEFAULT_NAME,
                      **params) -> tuple[Path, str]:
     """Generate once into ``cache_root/synthetic-<key>`` (atomic rename of a temp folder); return (root, name).
@@ -320,6 +330,7 @@ def ensure_synthetic(cache_root: str | Path | None = None, name: str = DEFAULT_N
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=cache_root))
     try:
         generate(tmp, name, **params)
+        _share(tmp)
         try:
             os.rename(tmp, root)
         except OSError:

@@ -9,6 +9,9 @@ Files, each written atomically:
 * ``metadata.json``  versions, git commit, device, threads, wall time, peak memory, protocol, data provenance
 * ``results.json``   test + validation metrics and the per-epoch curve; written LAST: its presence marks a
                      finished run, so a resumed sweep skips it and never runs it twice.
+* ``failed.json``    the one-line error of the last attempt when it raised (removed by the next attempt)
+
+A damaged file (truncated, empty, garbage) raises a one-line DamagedRunError naming it; see mimea.store.damage.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from typing import Any, Iterator
 
 import torch
 
-from mimea.store.atomic import atomic_write_bytes, atomic_write_json, read_json
+from mimea.store.atomic import atomic_write_bytes, atomic_write_json
+from mimea.store.damage import load_checkpoint, read_run_json
 
 
 class RunStore:
@@ -45,7 +49,8 @@ class RunStore:
         atomic_write_json(self.path(run_id) / name, obj)
 
     def read_json(self, run_id: str, name: str) -> Any:
-        return read_json(self.path(run_id) / name)
+        """A run file's JSON; a truncated or garbage file is a DamagedRunError naming it (mimea.store.damage)."""
+        return read_run_json(self.path(run_id) / name)
 
     # -- checkpoints: torch.save into memory, then an atomic write; load with weights_only=True ---------------
     def save_checkpoint(self, run_id: str, state: dict[str, Any], name: str = "checkpoint.pt") -> None:
@@ -54,10 +59,7 @@ class RunStore:
         atomic_write_bytes(self.path(run_id) / name, buf.getvalue())
 
     def load_checkpoint(self, run_id: str, name: str = "checkpoint.pt", map_location=None) -> dict | None:
-        f = self.path(run_id) / name
-        if not f.is_file():
-            return None
-        return torch.load(f, map_location=map_location, weights_only=True)
+        return load_checkpoint(self.path(run_id) / name, map_location=map_location)  # damaged: DamagedRunError
 
     def drop_checkpoint(self, run_id: str, name: str = "checkpoint.pt") -> None:
         f = self.path(run_id) / name

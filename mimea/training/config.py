@@ -22,6 +22,8 @@ import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
+from mimea.training.validate import check_value
+
 
 @dataclass
 class DataConfig:
@@ -140,6 +142,7 @@ def _merge(dc, overrides: dict[str, Any], where: str):
         elif isinstance(cur, dict) and isinstance(value, dict):
             kw[key] = {**cur, **value}
         else:
+            check_value(type(dc), key, value, where)  # before the dataclass's own __post_init__ checks
             kw[key] = value
     return dataclasses.replace(dc, **kw)
 
@@ -180,6 +183,9 @@ def resolve(model: str, profile: str = "smoke", overrides: dict[str, Any] | None
     if model_overrides:
         mc = _merge(mc, model_overrides, "model_config.")
     cfg = dataclasses.replace(cfg, model_config=dataclasses.asdict(mc))
+    from mimea.training.validate import check_config
+
+    check_config(cfg)  # types and values of the whole tree: one-line ConfigError
     return cfg
 
 
