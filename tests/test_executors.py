@@ -46,7 +46,7 @@ def test_two_run_sweep_through_submitit_and_a_rerun_collects_it(tmp_path, capsys
 
 
 def test_failed_submitit_run_is_reported_with_its_logs(tmp_path, capsys):
-    assert _sweep(tmp_path, "--replicates", "1", sets=("eval.similarity=bogus",)) == 1
+    assert _sweep(tmp_path, "--replicates", "1", sets=("train.lr=1e300",)) == 1
     err = capsys.readouterr().err
     assert "failed:" in err and ".log" in err and "job " in err
 
