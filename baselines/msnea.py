@@ -121,39 +121,48 @@ class MSNEA(AlignmentModel):
                 v[a], v[b] = va, vb
 
     # ------------------------------------------------------------------------------------------------
-    def attribute_attention(self, guide: Tensor) -> tuple[Tensor, Tensor]:
-        """(attribute embedding ``[N, d]``, attention ``[N, A]``) with each entity's query ``guide[n]``.
+    def attribute_attention(self, guide: Tensor, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(attribute embedding ``[N, d]``, attention ``[N, A]``) with each entity's query ``guide[n]``; with
+        ``index``, the rows of those entities only (``guide`` is then ``[K, d]``).
 
         Attention is a softmax over the entity's own attributes (rows of entities without attributes are zero).
         """
+        x = self.encoder.feature("attribute")
+        values = self.att_values
+        if index is not None:
+            x = x[index]
+            values = values[index] if values is not None else None
         names = self.encoder.encode("attribute", self.att_onehot)              # [A, d] name embeddings
         d = names.size(1)
         w = self.attr_fc.weight
         keys = names @ w[:, :d].t() + self.attr_fc.bias                         # [A, d]: fc2([name; .])
         logits = guide @ keys.t()                                                # [N, A]
-        if self.att_values is not None:
+        if values is not None:
             u = w[:, d:].sum(dim=1)                                              # fc2 on a repeated scalar
-            logits = logits + self.att_values * (guide @ u).unsqueeze(1)
-        has = self.encoder.feature("attribute") > 0
+            logits = logits + values * (guide @ u).unsqueeze(1)
+        has = x > 0
         some = has.any(dim=1, keepdim=True)
         logits = logits.masked_fill(~has & some, float("-inf"))                  # softmax over own attributes
         alpha = torch.softmax(logits, dim=1) * some                              # no attribute: zero row
         out = alpha @ keys
-        if self.att_values is not None:
-            out = out + (alpha * self.att_values).sum(dim=1, keepdim=True) * u
+        if values is not None:
+            out = out + (alpha * values).sum(dim=1, keepdim=True) * u
         return out, alpha
 
-    def forward(self) -> Embeddings:
-        embs = self.encoder()
+    def forward(self, index: Tensor | None = None) -> Embeddings:
+        """All entities, or (``index``) the rows of those entities only: the training step encodes the image and
+        attribute views of the batch's entities alone (their losses read no other row); TransE reads the whole
+        entity table, which :meth:`batch_loss` takes from :meth:`relational` directly."""
+        embs = self.encoder(index)
         rel = F.normalize(embs["graph"], dim=-1)
         out = {"graph": rel}
         guide = rel
         if self.has_image:
             vis = F.normalize(embs["image"], dim=-1)
-            real = self.encoder.img_mask.unsqueeze(1)
+            real = (self.encoder.img_mask if index is None else self.encoder.img_mask[index]).unsqueeze(1)
             guide = torch.where(real, vis, rel)
             out["image"] = vis * real if self.zero_missing_visual else vis
-        att, alpha = self.attribute_attention(guide)
+        att, alpha = self.attribute_attention(guide, index)
         out["attribute"] = att
         joint = F.normalize(torch.cat(list(out.values()), dim=1), dim=-1)
         return Embeddings(joint=joint, modalities=out, extras={"attribute_attention": alpha})
@@ -195,13 +204,26 @@ class MSNEA(AlignmentModel):
                 loss = loss + transe_margin(iw[0], rvec[keep], iw[1], iw[2], iw[3], m)
         return loss
 
+    def relational(self) -> Tensor:
+        """The L2-normalised relational (TransE) embedding of every entity ``[N, d]``."""
+        return F.normalize(self.encoder.structure(), dim=-1)
+
+    def batch_loss(self, links: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """One step: the alignment terms on the batch's entities only (renumbered), TransE on the whole table.
+        The same loss and gradients as ``loss(self(), links)`` (tests/test_batch_forward.py)."""
+        index, local = torch.unique(links, return_inverse=True)
+        return self._loss(self(index), local, self.relational())
+
     def loss(self, emb: Embeddings, links: Tensor) -> tuple[Tensor, dict[str, float]]:
+        return self._loss(emb, links, emb.modalities["graph"])
+
+    def _loss(self, emb: Embeddings, links: Tensor, rel_all: Tensor) -> tuple[Tensor, dict[str, float]]:
         a, b = links[:, 0], links[:, 1]
         margin = self.config.align_margin
         terms = {m: siamese_loss(e[a], e[b], margin) for m, e in emb.modalities.items()}
         terms["joint"] = siamese_loss(emb.joint[a], emb.joint[b], margin)
         align = torch.stack(list(terms.values())).sum()
-        rel = self.relation_loss(emb.modalities["graph"])
+        rel = self.relation_loss(rel_all)
         logs = {"loss_relation": float(rel.detach()), "loss_align": float(align.detach())}
         logs.update({f"align_{k}": float(v.detach()) for k, v in terms.items()})
         return rel + align, logs

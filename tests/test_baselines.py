@@ -294,13 +294,13 @@ def test_msnea_epoch_is_a_pass_over_the_triples(pair):
     want = -(-len(pair.triples) // 256)
     assert want > 1 and model.steps_per_epoch(100, 5000) == want
     calls = []
-    original = model.loss
+    original = model._loss
 
-    def counting(emb, links):
+    def counting(emb, links, rel):
         calls.append(len(links))
-        return original(emb, links)
+        return original(emb, links, rel)
 
-    model.loss = counting
+    model._loss = counting
     trainer = Trainer(model, TrainConfig(epochs=1, batch_size=5000, eval_every=1, progress=False),
                       lambda m: {"mean": {"mrr": 0.0}})
     trainer.fit(pair.links[:100])
