@@ -338,3 +338,18 @@ def _synthetic_pair_for_msnea():
     import tempfile
 
     return load_pair(*ensure_synthetic(Path(tempfile.mkdtemp()), n_latent=200))
+
+
+def test_msnea_siamese_loss_equals_the_explicit_matrix_form():
+    from baselines.msnea import siamese_loss
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(23, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(23, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    s = x @ y.t()
+    eye = torch.eye(23, dtype=torch.bool)
+    ref = torch.where(eye, torch.relu(2.0 - s).square(), s.square()).mean()
+    ours = siamese_loss(x, y, 2.0)
+    assert torch.allclose(ours, ref, rtol=1e-12)
+    for a, b in zip(torch.autograd.grad(ours, (x, y)), torch.autograd.grad(ref, (x, y))):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
