@@ -65,7 +65,7 @@ class EVA(GlobalFusionAligner):
     #: cpu profile: ~3.9 s an epoch on FBDB15K, one core -> 60 epochs (benchmarks/bench_epoch.py).
     #: smoke profile: narrower widths, so a synthetic run takes seconds (the tests and `nox -s reproduce`).
     profile_defaults: ClassVar[dict] = {**AUTHORS_DATA, "cpu": {"train": {"epochs": 60, "eval_every": 6}},
-                                         "smoke": {"model_config": {"graph_dim": 64, "relation_dim": 32,
+                                         "smoke": {"model_config": {"graph_dim": 64, "graph_widths": (), "relation_dim": 32,
                                                                     "attribute_dim": 32, "image_dim": 32}}}
 
     @dataclass
@@ -73,7 +73,8 @@ class EVA(GlobalFusionAligner):
         graph_kind: str = "gcn"
         edge_weights: str = "count"   # their get_adjr: triple multiplicities in D^-1/2 (A+I) D^-1/2
         attribute_width: int = 1000   # their load_attr: 1,000 columns, zero-padded (the launch shim's fix)
-        graph_dim: int = 300          # EVA's DBP15K script: 400,400,200; our GCN is square (docs/baselines.md)
+        graph_dim: int = 300          # used only when graph_widths is empty
+        graph_widths: tuple[int, ...] = (400, 400, 200)   # their --hidden_units 400,400,200 (entity 400, out 200)
         relation_dim: int = 100
         attribute_dim: int = 100
         image_dim: int = 200

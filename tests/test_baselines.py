@@ -23,7 +23,7 @@ from mimea.nn.multimodal import MultiModalEncoder
 BASELINES = (EVA, MCLEA, MEAformer, MSNEA)
 #: Narrow widths so every step takes milliseconds on the synthetic pair.
 SMALL = {
-    EVA: dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
+    EVA: dict(graph_dim=24, graph_widths=(), relation_dim=16, attribute_dim=16, image_dim=16),
     MCLEA: dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
     MEAformer: dict(graph_dim=24, relation_dim=24, attribute_dim=24, image_dim=24, name_dim=24),
     MSNEA: dict(dim=24, triple_batch_size=512),

@@ -10,7 +10,7 @@ from mimea.models import registry
 #: Narrow widths so each model builds in milliseconds on the synthetic pair; kl_weight 0 for MIMEA because its KL
 #: is averaged over the entities encoded (all of them vs the batch's), the one term that differs by design.
 SMALL = {
-    "eva": dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
+    "eva": dict(graph_dim=24, graph_widths=(), relation_dim=16, attribute_dim=16, image_dim=16),
     "mclea": dict(graph_dim=24, relation_dim=16, attribute_dim=16, image_dim=16),
     "meaformer": dict(graph_dim=24, relation_dim=24, attribute_dim=24, image_dim=24, name_dim=24),
     "mimea": dict(dim=24, kl_weight=0.0),

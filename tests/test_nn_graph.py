@@ -155,3 +155,19 @@ def test_other_kinds_run(kind):
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown graph encoder 'gin'"):
         build_graph_encoder("gin", 4)
+
+
+def test_gcn_takes_layer_widths_as_eva():
+    """EVA's --hidden_units 400,400,200: a GCN whose layers change width (entity table 400-d, output 200-d)."""
+    import torch
+
+    from mimea.nn.graph import GCNEncoder, build_graph_encoder
+
+    enc = GCNEncoder(0, widths=(8, 6, 4))
+    edge_index = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    assert enc(torch.randn(3, 8), edge_index).shape == (3, 4)
+    assert [tuple(w.shape) for w in enc.weights] == [(8, 6), (6, 4)]
+    import pytest
+
+    with pytest.raises(ValueError, match="gcn"):
+        build_graph_encoder("gat_diag", 8, widths=(8, 4))

@@ -312,13 +312,19 @@ class GCNEncoder(nn.Module):
     after every hidden ReLU. ``forward`` optionally takes per-edge weights (in ``edge_index`` order).
     """
 
-    def __init__(self, dim: int, n_layers: int = 2, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, dim: int, n_layers: int = 2, dropout: float = 0.0, bias: bool = True,
+                 widths: tuple[int, ...] | None = None):
+        """``widths``: the layer widths ``(in, hidden..., out)`` (EVA's ``400,400,200``); None: ``dim`` square."""
         super().__init__()
-        if n_layers < 1:
+        if widths:
+            if len(widths) < 2:
+                raise ValueError(f"GCN widths need an input and an output width, got {tuple(widths)}")
+        elif n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        dims = tuple(widths) if widths else (dim,) * (n_layers + 1)
         self.dropout = dropout
-        self.weights = nn.ParameterList([nn.Parameter(torch.empty(dim, dim)) for _ in range(n_layers)])
-        self.biases = nn.ParameterList([nn.Parameter(torch.empty(dim)) for _ in range(n_layers)]) if bias else None
+        self.weights = nn.ParameterList([nn.Parameter(torch.empty(a, b)) for a, b in zip(dims, dims[1:])])
+        self.biases = nn.ParameterList([nn.Parameter(torch.empty(b)) for b in dims[1:]]) if bias else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -346,15 +352,18 @@ class GCNEncoder(nn.Module):
         return x
 
 
-def build_graph_encoder(kind: str, dim: int, n_layers: int = 2, heads: int = 2, dropout: float = 0.0) -> nn.Module:
+def build_graph_encoder(kind: str, dim: int, n_layers: int = 2, heads: int = 2, dropout: float = 0.0,
+                        widths: tuple[int, ...] | None = None) -> nn.Module:
     """A structure encoder by name: ``gat_diag`` (default of the lineage), ``gatconv`` or ``gcn``.
 
     The module's ``forward(x: [N, dim], edge_index: [2, E]) -> [N, dim]``.
     """
+    if widths and kind != "gcn":
+        raise ValueError(f"graph widths {tuple(widths)} need graph_kind 'gcn' (the GAT layers are square)")
     if kind == "gat_diag":
         return DiagGAT(dim, n_layers=n_layers, heads=heads, dropout=dropout)
     if kind == "gatconv":
         return GATConvEncoder(dim, n_layers=n_layers, heads=heads, dropout=dropout)
     if kind == "gcn":
-        return GCNEncoder(dim, n_layers=n_layers, dropout=dropout)
+        return GCNEncoder(dim, n_layers=n_layers, dropout=dropout, widths=widths)
     raise ValueError(f"unknown graph encoder {kind!r}; known: {', '.join(GRAPH_ENCODERS)}")

@@ -51,12 +51,15 @@ class MultiModalEncoder(nn.Module):
             only the ``gcn`` encoder reads values: the GAT uses the edge set).
         attribute_width: zero-pad the attribute bag to this many columns (EVA/MCLEA build it 1,000 wide however
             many attribute names the data has, which sets their Linear layer's init scale); 0: as loaded.
+        graph_widths: the ``gcn`` layers' widths ``(entity table, hidden..., output)`` (EVA: 400, 400, 200);
+            empty: ``graph_dim`` square, ``n_layers`` layers.
     """
 
     def __init__(self, pair: MMKGPair, modalities: Sequence[str], *, graph_kind: str = "gat_diag",
                  graph_dim: int = 300, feature_dims: Mapping[str, int] | int = 300, n_layers: int = 2,
                  heads: int = 2, dropout: float = 0.0, feature_hidden: int | None = None,
-                 entity_init: str = "normal", edge_weights: str = "binary", attribute_width: int = 0):
+                 entity_init: str = "normal", edge_weights: str = "binary", attribute_width: int = 0,
+                 graph_widths: tuple[int, ...] = ()):
         super().__init__()
         unknown = [m for m in modalities if m not in MODALITIES]
         if unknown:
@@ -73,9 +76,10 @@ class MultiModalEncoder(nn.Module):
         self.dims: dict[str, int] = {}
         self.features = nn.ModuleDict()
         if "graph" in self.modalities:
-            self.entity = EntityEmbedding(pair.n_ent, graph_dim, init=entity_init)
+            widths = tuple(int(w) for w in graph_widths)
+            self.entity = EntityEmbedding(pair.n_ent, widths[0] if widths else graph_dim, init=entity_init)
             self.graph = None if graph_kind == "none" else build_graph_encoder(
-                graph_kind, graph_dim, n_layers=n_layers, heads=heads, dropout=dropout)
+                graph_kind, graph_dim, n_layers=n_layers, heads=heads, dropout=dropout, widths=widths or None)
             if edge_weights not in ("binary", "count"):
                 raise ValueError(f"unknown edge_weights {edge_weights!r}; known: binary, count")
             if edge_weights == "count":
@@ -85,7 +89,7 @@ class MultiModalEncoder(nn.Module):
             else:
                 self.register_buffer("edge_index", pair.edge_index(), persistent=False)
                 self.edge_weight = None
-            self.dims["graph"] = graph_dim
+            self.dims["graph"] = widths[-1] if widths else graph_dim
         for m in self.modalities:
             if m == "graph":
                 continue
@@ -198,6 +202,7 @@ class EncoderConfig:
     dropout: float = 0.0
     edge_weights: str = "binary"     # "count": triple multiplicities in the (GCN's) normalised adjacency
     attribute_width: int = 0         # zero-pad the attribute bag to this width (EVA/MCLEA: 1000); 0: as loaded
+    graph_widths: tuple[int, ...] = ()   # gcn layer widths (entity, hidden..., out); (): graph_dim square
 
     def feature_dims(self) -> dict[str, int]:
         return {"relation": self.relation_dim, "attribute": self.attribute_dim, "image": self.image_dim,
@@ -208,7 +213,8 @@ class EncoderConfig:
         return MultiModalEncoder(pair, self.modalities, graph_kind=self.graph_kind, graph_dim=self.graph_dim,
                                  feature_dims=self.feature_dims(), n_layers=self.n_layers, heads=self.heads,
                                  dropout=self.dropout, edge_weights=self.edge_weights,
-                                 attribute_width=self.attribute_width, **kwargs)
+                                 attribute_width=self.attribute_width, graph_widths=tuple(self.graph_widths),
+                                 **kwargs)
 
 
 @contextmanager
