@@ -28,6 +28,7 @@ from optuna.trial import TrialState
 from mimea.pipeline import run, with_seed
 from mimea.store import atomic_write_json, atomic_write_text
 from mimea.store.atomic import atomic_write_bytes
+from mimea.store.runs import portable_config
 from mimea.training.config import RunConfig, to_dict
 from mimea.tuning.objective import config_of_params, validation_mrr
 
@@ -112,7 +113,7 @@ def best_summary(study: optuna.Study, base: RunConfig) -> dict[str, Any] | None:
         "params": best.params, "model_config": cfg.model_config,
         "train": {k: getattr(cfg.train, k) for k in tuned_train},
         "run_id": best.user_attrs.get("run_id"), "seed": base.seed, **c,
-        "config": to_dict(cfg),
+        "config": portable_config(to_dict(cfg)),   # no absolute data path in a shared report
     }
 
 
