@@ -128,8 +128,9 @@ def attribute_values(rows: Iterable[tuple[int, str, str]], columns: list[str], n
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows divided by their L2 norm (``torch.nn.functional.normalize`` semantics: zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norm, eps)).astype(np.float32)
+    return x / np.maximum(norm, eps)   # one float32 result (no extra copy of a large image matrix)
 
 
 def image_matrix(ids: np.ndarray, features: np.ndarray, n_ent: int, policy: str = "mask",
@@ -153,7 +154,8 @@ def image_matrix(ids: np.ndarray, features: np.ndarray, n_ent: int, policy: str 
         img[~mask] = rng.normal(mean, std, size=(n_missing, features.shape[1]))
     log.info("image features: %d of %d entities have one; missing-image policy %r%s", int(mask.sum()), n_ent,
              policy, f" (seed {seed})" if policy == "random" else "")
-    return l2_normalise(img), mask
+    img /= np.maximum(np.linalg.norm(img, axis=1, keepdims=True), 1e-12)   # in place: zero rows stay zero
+    return img, mask
 
 
 def _bigrams(name: str) -> list[str]:

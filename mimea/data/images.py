@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import io
+import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -93,13 +94,14 @@ class RestrictedUnpickler(pickle.Unpickler):
 def restricted_load(path: Path) -> object:
     """Unpickle ``path`` with :class:`RestrictedUnpickler`; every failure is a one-line :class:`DataError`."""
     try:
-        data = Path(path).read_bytes()
+        fh = open(path, "rb")   # streamed: a 430 MB feature pickle is not held twice in memory
     except FileNotFoundError:
         raise DataError(path, None, "file is missing") from None
-    if not data:
-        raise DataError(path, None, "file is empty")
     try:
-        return RestrictedUnpickler(io.BytesIO(data), path).load()
+        with fh:
+            if os.fstat(fh.fileno()).st_size == 0:
+                raise DataError(path, None, "file is empty")
+            return RestrictedUnpickler(io.BufferedReader(fh, 1 << 20), path).load()
     except DataError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many kinds
@@ -154,7 +156,11 @@ def _from_dict(obj: object, path: Path) -> tuple[np.ndarray, np.ndarray]:
         rows.append(vec)
     if dim == 0:
         raise DataError(path, None, "image features have 0 dimensions")
-    return _check_matrix(path, np.asarray(ids, dtype=np.int64), np.stack(rows).astype(np.float32))
+    matrix = np.empty((len(rows), dim), dtype=np.float32)   # one float32 matrix, filled row by row
+    for i, vec in enumerate(rows):
+        matrix[i] = vec
+    rows.clear()
+    return _check_matrix(path, np.asarray(ids, dtype=np.int64), matrix)
 
 
 def _from_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
