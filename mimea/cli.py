@@ -50,6 +50,21 @@ def _cmd_data_check(args) -> int:
     return 0
 
 
+def _cmd_data_convert_mmkb(args) -> int:
+    from tabulate import tabulate
+
+    from mimea.data.convert_mmkb import PAIRS, convert_mmkb
+
+    counts = convert_mmkb(args.src, args.dst, args.pair, args.name, names_file=args.names,
+                          allow_missing_images=args.allow_missing_images, image_format=args.image_format)
+    kg1, kg2, default = PAIRS[args.pair]
+    rows = [[key.replace("_", " "), counts["kg1"][key], counts["kg2"][key]] for key in counts["kg1"]]
+    rows.append(["links", counts["links"], ""])
+    print(f"wrote {Path(args.dst) / (args.name or default)} ({args.pair}, ids as MCLEA's mmkb_convert.py)")
+    print(tabulate(rows, headers=["", kg1, kg2], tablefmt="plain"))
+    return 0
+
+
 def build_config(args):
     from mimea.training.config import resolve
 
@@ -166,6 +181,19 @@ def make_parser() -> argparse.ArgumentParser:
     check.add_argument("--missing-image", default="mask", choices=["mask", "random"])
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_cmd_data_check)
+    convert = data.add_parser("convert", help="convert a release to the MEAformer/MCLEA layout (docs/data.md)")
+    formats = convert.add_subparsers(dest="convert_format", required=True)
+    mmkb = formats.add_parser("mmkb", help="MMKB files (*_EntityTriples.txt, *_SameAsLink.txt, "
+                                           "*_NumericalTriples.txt, *_ImageIndex.txt, *_ImageData.h5)")
+    mmkb.add_argument("src", help="folder with KG/KG_*.txt (the mmkb repository layout) or KG_*.txt")
+    mmkb.add_argument("dst", help="data ROOT to write NAME/{norm,extra} and pkls/ into")
+    mmkb.add_argument("--pair", default="FB15K-DB15K", choices=["FB15K-DB15K", "FB15K-YAGO15K"])
+    mmkb.add_argument("--name", default=None, help="dataset folder name (default FBDB15K / FBYG15K)")
+    mmkb.add_argument("--names", default=None, metavar="FILE", help="entity<TAB>name lines (e.g. Freebase names)")
+    mmkb.add_argument("--allow-missing-images", action="store_true",
+                      help="skip images of the index that the h5 file lacks (MCLEA's converter does)")
+    mmkb.add_argument("--image-format", default="pkl", choices=["pkl", "npz"])
+    mmkb.set_defaults(func=_cmd_data_convert_mmkb)
 
     train = sub.add_parser("train", help="train and evaluate runs; writes the run store")
     _add_run_flags(train)
