@@ -159,3 +159,21 @@ def test_index_errors_and_sibling(tmp_path):
         extract_image_features(images, "vgg16", tmp_path / "pkls" / "d_id_img_feature_dict.npz", index=index)
     with pytest.raises(ValueError, match="reads .npz or .pkl"):
         extract_image_features(images, "vgg16", tmp_path / "f.h5")
+
+
+def test_backbone_reaches_the_runs_protocol_flags(tmp_path):
+    """extra/dataset.json image_backbone -> pair.provenance -> metadata["protocol"] of every run."""
+    from mimea.data.synthetic import generate
+    from mimea.pipeline import run
+    from mimea.training.config import resolve
+
+    generate(tmp_path / "data", "syn", n_latent=200, seed=1)
+    meta_path = tmp_path / "data" / "syn" / "extra" / "dataset.json"
+    meta = json.loads(meta_path.read_text())
+    meta["image_backbone"] = "resnet152"
+    meta_path.write_text(json.dumps(meta))
+    cfg = resolve("gcn_align", "smoke", {"data": {"dataset": "syn", "data_dir": str(tmp_path / "data")},
+                                         "train": {"epochs": 2, "eval_every": 1, "patience": 0, "progress": False}})
+    out = run(cfg, tmp_path / "store")
+    assert out["metadata"]["protocol"]["image_backbone"] == "resnet152"
+    assert out["metadata"]["data"]["image_backbone"] == "resnet152"
