@@ -207,6 +207,13 @@ def test_bad_h5_file(tmp_path, capsys):
     assert not (tmp_path / "dst").exists()
 
 
+def test_dst_that_is_a_file(tmp_path, capsys):
+    src, dst = write_mmkb(tmp_path / "src"), tmp_path / "dst"
+    dst.write_text("x")
+    assert main(["data", "convert", "mmkb", str(src), str(dst)]) == 2
+    assert "dst: is not a folder" in capsys.readouterr().err and dst.read_text() == "x"
+
+
 def test_existing_output_is_refused(tmp_path, capsys):
     src, dst = write_mmkb(tmp_path / "src"), tmp_path / "dst"
     assert main(["data", "convert", "mmkb", str(src), str(dst)]) == 0

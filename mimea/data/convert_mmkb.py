@@ -339,6 +339,8 @@ def convert_mmkb(src: str | Path, dst: str | Path, pair: str = "FB15K-DB15K", na
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DataError(src, None, "source folder does not exist" if not src.exists() else "is not a folder")
+    if dst.exists() and not dst.is_dir():
+        raise DataError(dst, None, "is not a folder (DST is the data ROOT that receives NAME/ and pkls/)")
     folder = dst / name
     if folder.exists():
         raise DataError(folder, None, "already exists; remove it or choose another --name")
