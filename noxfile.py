@@ -25,7 +25,7 @@ def _install(session: nox.Session, extras: str = "test") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """The test suite (the README's test command; .ci/run runs exactly this)."""
-    _install(session, "test,postgres,submitit")
+    _install(session, "test,postgres,submitit,mmkb")
     # The example third-party model of docs/extending.md, so tests/test_plugins.py runs it through every command.
     session.install("--no-deps", "./tests/plugin_example")
     # One BLAS/OpenMP thread per process: the suite starts worker processes side by side (tuning, resume tests),

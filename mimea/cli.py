@@ -1,4 +1,4 @@
-"""``mimea`` console script: ``data check``, ``train``, ``models``, ``tune``.
+"""``mimea`` console script: ``data check``, ``data convert``, ``features images``, ``train``, ``models``, ``tune``.
 
 Every command turns its flags into the one RunConfig tree (``mimea.training.config.resolve``); no flag rewrites
 another. Input errors print one line naming the file (and line) and exit with status 2, without a traceback.
@@ -47,6 +47,39 @@ def _cmd_data_check(args) -> int:
     pair = load_folder(args.path, missing_image=args.missing_image)
     stats = dataset_statistics(pair)
     print(json.dumps(stats, indent=2) if args.json else format_statistics(stats))
+    return 0
+
+
+def _cmd_data_convert_mmkb(args) -> int:
+    from tabulate import tabulate
+
+    from mimea.data.convert_mmkb import PAIRS, convert_mmkb
+
+    counts = convert_mmkb(args.src, args.dst, args.pair, args.name, names_file=args.names,
+                          allow_missing_images=args.allow_missing_images, image_format=args.image_format)
+    kg1, kg2, default = PAIRS[args.pair]
+    rows = [[key.replace("_", " "), counts["kg1"][key], counts["kg2"][key]] for key in counts["kg1"]]
+    rows.append(["links", counts["links"], ""])
+    print(f"wrote {Path(args.dst) / (args.name or default)} ({args.pair}, ids as MCLEA's mmkb_convert.py)")
+    print(tabulate(rows, headers=["", kg1, kg2], tablefmt="plain"))
+    return 0
+
+
+def _cmd_features_images(args) -> int:
+    from mimea.data.image_features import extract_image_features
+
+    out = extract_image_features(args.images_dir, args.backbone, args.out, weights=args.weights, index=args.index,
+                                 batch_size=args.batch_size, device=args.device, image_size=args.image_size,
+                                 dataset_dir=args.dataset_dir, skip_unreadable=args.skip_unreadable,
+                                 progress=not args.no_progress)
+    print(f"wrote {out['out']}: {out['entities']} entities from {out['images']} images, {out['dim']}-d "
+          f"{args.backbone} features ({out['recipe']['weights']}) on {out['device']}"
+          + (f"; {out['skipped']} unreadable images skipped" if out["skipped"] else ""))
+    if out["recorded_in"] is not None:
+        print(f"recorded image_backbone in {out['recorded_in']}")
+    else:
+        print("note: the output is not ROOT/pkls/NAME_id_img_feature_dict.* of a dataset and no --dataset-dir "
+              "was given, so no dataset.json records the backbone", file=sys.stderr)
     return 0
 
 
@@ -166,6 +199,38 @@ def make_parser() -> argparse.ArgumentParser:
     check.add_argument("--missing-image", default="mask", choices=["mask", "random"])
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=_cmd_data_check)
+    convert = data.add_parser("convert", help="convert a release to the MEAformer/MCLEA layout (docs/data.md)")
+    formats = convert.add_subparsers(dest="convert_format", required=True)
+    mmkb = formats.add_parser("mmkb", help="MMKB files (*_EntityTriples.txt, *_SameAsLink.txt, "
+                                           "*_NumericalTriples.txt, *_ImageIndex.txt, *_ImageData.h5)")
+    mmkb.add_argument("src", help="folder with KG/KG_*.txt (the mmkb repository layout) or KG_*.txt")
+    mmkb.add_argument("dst", help="data ROOT to write NAME/{norm,extra} and pkls/ into")
+    mmkb.add_argument("--pair", default="FB15K-DB15K", choices=["FB15K-DB15K", "FB15K-YAGO15K"])
+    mmkb.add_argument("--name", default=None, help="dataset folder name (default FBDB15K / FBYG15K)")
+    mmkb.add_argument("--names", default=None, metavar="FILE", help="entity<TAB>name lines (e.g. Freebase names)")
+    mmkb.add_argument("--allow-missing-images", action="store_true",
+                      help="skip images of the index that the h5 file lacks (MCLEA's converter does)")
+    mmkb.add_argument("--image-format", default="pkl", choices=["pkl", "npz"])
+    mmkb.set_defaults(func=_cmd_data_convert_mmkb)
+
+    feats = sub.add_parser("features", help="feature extraction").add_subparsers(dest="features_command",
+                                                                                 required=True)
+    images = feats.add_parser("images", help="one image feature vector per entity (docs/data.md)")
+    images.add_argument("images_dir", help="IMAGES_DIR/<entity id>.<ext> or IMAGES_DIR/<entity id>/<name>.<ext>")
+    images.add_argument("--backbone", required=True, choices=["vgg16", "resnet152", "clip-vit-b32"])
+    images.add_argument("--out", required=True, help="ROOT/pkls/NAME_id_img_feature_dict.npz (or .pkl)")
+    images.add_argument("--weights", default=None,
+                        help="weight file (default: torchvision's file in the torch hub cache; never downloaded), "
+                             "or 'random' (random initialisation, for tests)")
+    images.add_argument("--index", default=None, metavar="FILE", help="lines entity id<TAB>image path")
+    images.add_argument("--batch-size", type=int, default=32)
+    images.add_argument("--device", default="auto", help="auto (default: cuda when present) | cpu | cuda[:N]")
+    images.add_argument("--image-size", type=int, default=224, help="centre crop (VGG16/ResNet; default 224)")
+    images.add_argument("--dataset-dir", default=None,
+                        help="ROOT/NAME whose extra/dataset.json records the backbone (default: from --out)")
+    images.add_argument("--skip-unreadable", action="store_true", help="skip (and count) unreadable images")
+    images.add_argument("--no-progress", action="store_true")
+    images.set_defaults(func=_cmd_features_images)
 
     train = sub.add_parser("train", help="train and evaluate runs; writes the run store")
     _add_run_flags(train)

@@ -21,6 +21,8 @@ _EXPORTS = {
     "format_statistics": "stats",
     "ensure_synthetic": "synthetic",
     "generate": "synthetic",
+    "convert_mmkb": "convert_mmkb",
+    "extract_image_features": "image_features",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -294,6 +294,8 @@ def load_pair(root: str | Path, name: str, *, use_names: bool = False, missing_i
         "features": "rel: joint head+tail bag of top-k relation ids (MCLEA/MEAformer load_relation); "
                     "att: multi-hot of top-k attribute names (load_attr); img: L2-normalised rows",
     }
+    if img_path is not None and raw.meta.get("image_backbone"):
+        provenance["image_backbone"] = str(raw.meta["image_backbone"])   # extra/dataset.json (converter, extractor)
     if raw.image_index is not None:
         provenance["image_index"] = {f"kg{k}": int(len(raw.image_index[k])) for k in KGS}
     if raw.attr_value_triples is not None:
