@@ -243,3 +243,13 @@ def test_statistics_synthetic_folder_equals_pair(synthetic_root, synthetic_pair)
     assert from_pair["kg1"]["images"] + from_pair["kg2"]["images"] == int(synthetic_pair.img_mask.sum())
     values = read_attr_values(synthetic_root[0] / synthetic_root[1] / "extra" / "attr_values_1")
     assert from_pair["kg1"]["attribute_triples"] == len(set(values))
+
+
+def test_blockwise_column_mean_std_equals_numpy():
+    import numpy as np
+
+    from mimea.data.features import _column_mean_std
+
+    x = np.random.default_rng(0).normal(3.0, 2.0, size=(1003, 7)).astype(np.float32)
+    mean, std = _column_mean_std(x, block=100)
+    assert np.allclose(mean, x.mean(axis=0, dtype=np.float64)) and np.allclose(std, x.std(axis=0, dtype=np.float64))

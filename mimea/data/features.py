@@ -133,6 +133,19 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return x / np.maximum(norm, eps)   # one float32 result (no extra copy of a large image matrix)
 
 
+def _column_mean_std(x: np.ndarray, block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and (population) std in float64, in row blocks: no float64 copy of a large matrix."""
+    n = x.shape[0]
+    total = np.zeros(x.shape[1], dtype=np.float64)
+    for i in range(0, n, block):
+        total += x[i:i + block].sum(axis=0, dtype=np.float64)
+    mean = total / n
+    sq = np.zeros(x.shape[1], dtype=np.float64)
+    for i in range(0, n, block):
+        sq += np.square(x[i:i + block] - mean).sum(axis=0)
+    return mean, np.sqrt(sq / n)
+
+
 def image_matrix(ids: np.ndarray, features: np.ndarray, n_ent: int, policy: str = "mask",
                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Dense ``[n_ent, D]`` L2-normalised image features and the mask of entities with a real one.
@@ -148,8 +161,7 @@ def image_matrix(ids: np.ndarray, features: np.ndarray, n_ent: int, policy: str 
     img[ids] = features
     n_missing = int((~mask).sum())
     if policy == "random" and n_missing:
-        mean = features.mean(axis=0, dtype=np.float64)
-        std = features.std(axis=0, dtype=np.float64)
+        mean, std = _column_mean_std(features)
         rng = np.random.default_rng(seed)
         img[~mask] = rng.normal(mean, std, size=(n_missing, features.shape[1]))
     log.info("image features: %d of %d entities have one; missing-image policy %r%s", int(mask.sum()), n_ent,

@@ -121,11 +121,14 @@ def _check_matrix(path: Path, ids: np.ndarray, feats: np.ndarray) -> tuple[np.nd
     if len(np.unique(ids)) != len(ids):
         dup = ids[np.flatnonzero(np.diff(np.sort(ids)) == 0)[0]]
         raise DataError(path, None, f"entity id {dup} has two image features")
-    bad = ~np.isfinite(feats).all(axis=1)
+    feats = np.asarray(feats, dtype=np.float32)
+    bad = ~np.isfinite(feats.sum(axis=1))     # a NaN or inf anywhere makes the row sum non-finite
     if bad.any():
         raise DataError(path, None, f"image feature of entity {ids[np.flatnonzero(bad)[0]]} holds NaN or inf")
     order = np.argsort(ids, kind="stable")
-    return ids[order].astype(np.int64), np.ascontiguousarray(feats[order], dtype=np.float32)
+    if np.array_equal(order, np.arange(len(ids))):   # already sorted (the usual pickle): no 430 MB copy
+        return ids.astype(np.int64), np.ascontiguousarray(feats)
+    return ids[order].astype(np.int64), np.ascontiguousarray(feats[order])
 
 
 def _from_dict(obj: object, path: Path) -> tuple[np.ndarray, np.ndarray]:
