@@ -93,6 +93,9 @@ def make_parser() -> argparse.ArgumentParser:
                         "(default timeout_min 1440)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--no-train", action="store_true",
+                   help="render from the stored (e.g. committed) run records only: train nothing, leave the cells "
+                        "of missing runs empty and list them; the data folder need not exist")
     p.add_argument("--restart-damaged", action="store_true",
                    help="a stored run with a damaged file: move the file aside (NAME.damaged-TIME), start it over")
     return p
@@ -107,7 +110,7 @@ def build_context(args):
     data_dir = None if args.synthetic else (args.data_dir or os.environ.get("MIMEA_DATA_DIR") or None)
     if data_dir is not None:
         data_dir = str(Path(data_dir).expanduser().resolve())
-        if not Path(data_dir).is_dir():
+        if not Path(data_dir).is_dir() and not getattr(args, "no_train", False):
             raise FileNotFoundError(f"--data-dir {data_dir}: no such folder")
     if args.replicates < 1:
         raise ValueError(f"--replicates must be >= 1, got {args.replicates}")
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     from mimea.data.errors import DataError
 
     from benchmarks.tables.render import write_table, write_tables_tex
-    from benchmarks.tables.sweep import check_datasets, check_model_overrides, collect, execute, unique
+    from benchmarks.tables.sweep import SweepReport, check_datasets, check_model_overrides, collect, execute, unique
 
     try:
         ctx = build_context(args)
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
 
             check_datasets(ctx, ctx.dataset_keys(TABLE1_DATASETS))
         plans = {n: table_module(n).plan(ctx) for n in args.table}
-        check_datasets(ctx, {s.dataset for specs in plans.values() for s in specs})
+        if not args.no_train:
+            check_datasets(ctx, {s.dataset for specs in plans.values() for s in specs})
     except (KeyError, ValueError, FileNotFoundError, DataError) as exc:
         print(f"run.py: error: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}", file=sys.stderr)
         return EXIT_INPUT_ERROR
@@ -167,8 +171,18 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = signal.signal(signal.SIGTERM, _terminated)
     try:
-        report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs,
-                         restart_damaged=args.restart_damaged)
+        if args.no_train:
+            from mimea.store import RunStore
+
+            store = RunStore(ctx.results)
+            missing = [s for s in specs if not store.is_finished(s.run_id)]
+            report = SweepReport(needed=len(specs), reused=len(specs) - len(missing))
+            for s in missing:
+                print(f"  not in the store (cells left empty): {s.model} {s.dataset} r{s.ratio:g} seed {s.seed}"
+                      f"{' ' + s.variant if s.variant else ''}", file=sys.stderr)
+        else:
+            report = execute(specs, ctx.results, launcher=ctx.launcher, progress=ctx.progress, jobs=ctx.jobs,
+                             restart_damaged=args.restart_damaged)
     except KeyboardInterrupt:
         print("interrupted: finished runs are kept (and a stopped run's checkpoint); run the same command to "
               "resume", file=sys.stderr)

@@ -325,3 +325,21 @@ def test_table1_on_real_data_shows_published_figures(shared_data_dir, tmp_path):
     assert rows["Relation triples (lines)"][0] == "381,186 [592,213]"   # FB15K reconstructed (PROVENANCE.md)
     assert rows["Entities"][:2] == ["14,951", "12,842"]                 # equal: no published figure beside
     assert "Liu et al. 2019" in md and "reconstruction" in md
+
+
+def test_tables_render_from_stored_records_without_the_data(tmp_path):
+    """A fresh clone holds committed run records but not the data: --no-train renders the table from the records
+    (found by their config), trains nothing, and lists what is missing."""
+    from mimea.data.synthetic import generate
+
+    root = tmp_path / "datasets" / "mmkg"
+    generate(root, "FBDB15K", n_latent=200)
+    args = ["--table", "2", "--data-dir", str(root), "--models", BASELINE, "--ratios", "0.2", "--no-progress",
+            "--results", str(tmp_path / "results"), "--set", "train.epochs=2", "--no-figures"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    shutil.rmtree(root)
+    assert main([*args, "--out", str(tmp_path / "b"), "--no-train"]) == 0
+    assert (tmp_path / "a" / "table2.md").read_text() == (tmp_path / "b" / "table2.md").read_text()
+    other = [a if a != "train.epochs=2" else "train.epochs=3" for a in args]
+    assert main([*other, "--out", str(tmp_path / "c"), "--no-train"]) == 0   # no record: nothing trained
+    assert not list((tmp_path / "results" / "runs").glob("*nodata*"))
