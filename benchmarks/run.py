@@ -83,14 +83,13 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None,
                    help="runs at a time (default 1; with --executor submitit: all, the scheduler decides); each "
                         "in-process child sets its own torch threads: pair with --set train.threads=1")
-    p.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"],
-                   help="inprocess (default): child processes of this command (--launcher); submitit: one job per "
-                        "run (Slurm, or its local executor), the --results store on a filesystem every node mounts")
-    p.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
-                   help="submitit's executor (default auto: slurm where sbatch exists, else local)")
-    p.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="job parameters, e.g. timeout_min=240 cpus_per_task=4 gpus_per_node=1 slurm_partition=gpu "
-                        "(default timeout_min 1440)")
+    from mimea.executors import add_executor_flags
+
+    add_executor_flags(p, executor_help="inprocess (default): child processes of this command (--launcher); "
+                       "submitit: one job per run (Slurm, or its local executor), the --results store on a "
+                       "filesystem every node mounts",
+                       set_example="timeout_min=240 cpus_per_task=4 gpus_per_node=1 slurm_partition=gpu "
+                                   "(default timeout_min 1440)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--no-train", action="store_true",

@@ -254,13 +254,11 @@ def make_parser() -> argparse.ArgumentParser:
     tune.add_argument("--out", default=None, help="folder for trials.csv, best.json, figures")
     tune.add_argument("--workers", type=int, default=1,
                       help="worker jobs sharing the study (with --executor submitit; default 1: this process)")
-    tune.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"],
-                      help="inprocess (default): this process is the one worker; submitit: --workers jobs (Slurm, "
-                           "or its local executor), storage and --results on a filesystem every node reaches")
-    tune.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
-                      help="submitit's executor (default auto: slurm where sbatch exists, else local)")
-    tune.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
-                      help="job parameters, e.g. timeout_min=240 gpus_per_node=1 slurm_partition=gpu")
+    from mimea.executors import add_executor_flags
+
+    add_executor_flags(tune, executor_help="inprocess (default): this process is the one worker; submitit: "
+                       "--workers jobs (Slurm, or its local executor), storage and --results on a filesystem every "
+                       "node reaches", set_example="timeout_min=240 gpus_per_node=1 slurm_partition=gpu")
     tune.set_defaults(func=_cmd_tune)
     return parser
 

@@ -122,3 +122,12 @@ def from_flags(executor: str, cluster: str, parameters: Mapping[str, Any], folde
     if parameters or cluster != "auto":
         raise ValueError("--submitit-cluster and --submitit-set need --executor submitit")
     return None
+
+
+def add_executor_flags(parser, *, executor_help: str, set_example: str) -> None:
+    """``--executor``, ``--submitit-cluster``, ``--submitit-set`` on ``parser`` (benchmarks/run.py, mimea tune)."""
+    parser.add_argument("--executor", default="inprocess", choices=["inprocess", "submitit"], help=executor_help)
+    parser.add_argument("--submitit-cluster", default="auto", choices=["auto", "slurm", "local", "debug"],
+                        help="submitit's executor (default auto: slurm where sbatch exists, else local)")
+    parser.add_argument("--submitit-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help=f"job parameters, e.g. {set_example}")

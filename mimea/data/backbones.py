@@ -23,7 +23,6 @@ Features: VGG16 ``fc7`` after its ReLU (4096-d, ``classifier[:5]``: the MMKB ``*
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,6 +30,8 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+
+from mimea.hashing import sha256_file
 
 from .errors import DataError
 
@@ -172,13 +173,6 @@ def resolve_weights(name: str, weights: str | Path | None) -> Path | None:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def _load_state(module: nn.Module, path: Path, name: str) -> None:
     try:
@@ -224,7 +218,7 @@ def build_backbone(name: str, weights: str | Path | None = None, image_size: int
     path = resolve_weights(name, weights)
     info = {"backbone": name, "layer": spec.layer, "dim": spec.dim, "pretrained": path is not None,
             "weights": path.name if path is not None else "random initialisation (not pretrained)",
-            "weights_sha256": _sha256(path) if path is not None else None}
+            "weights_sha256": sha256_file(path) if path is not None else None}
     if name == "clip-vit-b32":
         return _build_clip(spec, path, info)
     model = VGG16() if name == "vgg16" else ResNet152()

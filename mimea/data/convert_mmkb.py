@@ -38,7 +38,6 @@ place, so a failed conversion leaves ``DST`` as it was.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -48,6 +47,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
+
+from mimea.hashing import sha256_file
 
 from .errors import DataError
 from .images import IMAGE_STEM, write_image_npz, write_image_pickle
@@ -118,13 +119,6 @@ def _local_name(entity: str) -> str | None:
     name = " ".join(unquote(tail).replace("_", " ").split())
     return name or None
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Reader:
@@ -425,7 +419,7 @@ def _write_dataset(out: Path, reader: _Reader, extra_names: dict[str, str], pair
     dims = {len(v) for k in (1, 2) for v in kgs[k].features.values()}
     meta = {"converter": "mimea.data.convert_mmkb", "version": CONVERTER_VERSION, "source": "MMKB", "pair": pair,
             "kg1": kgs[1].label, "kg2": kgs[2].label, "image_features": "real", "counts": c,
-            "source_files": {rel: _sha256(p) for rel, p in sorted(reader.sources.items())}}
+            "source_files": {rel: sha256_file(p) for rel, p in sorted(reader.sources.items())}}
     if dims:
         meta["image_backbone"] = IMAGE_BACKBONE
         meta["image_dim"] = dims.pop()

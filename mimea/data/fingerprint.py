@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 from mimea.atomic import atomic_write_json
+from mimea.hashing import sha256_file
 
-_CHUNK = 1 << 20
 
 
 def data_files(root: str | Path, name: str) -> list[Path]:
@@ -26,13 +26,6 @@ def data_files(root: str | Path, name: str) -> list[Path]:
         out += [p for p in pkls.iterdir() if p.is_file() and p.name.startswith(f"{name}_")]
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _load_cache(cache: Path | None) -> dict:
@@ -57,7 +50,7 @@ def fingerprint(root: str | Path, name: str, cache: str | Path | None = None) ->
         key = f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}"
         digest = known.get(key)
         if digest is None:
-            digest = known[key] = _sha256(p)
+            digest = known[key] = sha256_file(p)
             changed = True
         lines.append(f"{p.relative_to(root).as_posix()}\t{st.st_size}\t{digest}")
     if not lines:
