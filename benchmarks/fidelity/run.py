@@ -153,17 +153,29 @@ def P_test(rec) -> dict:
     return _pick_metrics(rec.get("test")) or {}
 
 
-def figure(model: str, ref: dict, ours: list[dict] | None, path: Path) -> Path:
+def _cost(sec, rss) -> str:
+    parts = ([f"{sec:.1f} s/epoch"] if sec is not None else []) + ([f"{rss / 1024:.1f} GiB"] if rss else [])
+    return f" [{', '.join(parts)}]" if parts else ""
+
+
+def figure(model: str, ref: dict, ours: list[dict] | None, path: Path, ours_meta: dict | None = None) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(5.0, 3.2))
+    meta = ours_meta or {}
+    fig, ax = plt.subplots(figsize=(5.6, 3.4))
     xs = [r["epoch"] for r in ref["curve"]]
-    ax.plot(xs, [P_test(r).get("hits@1") for r in ref["curve"]], "o-", label=f"authors ({ref['authors']['repository']})")
+    ax.plot(xs, [P_test(r).get("hits@1") for r in ref["curve"]], "o-",
+            label=f"authors ({ref['authors']['repository']})"
+            + _cost(ref.get("seconds_per_epoch"), ref.get("peak_rss_mib")))
     if ours:
-        ax.plot([r["epoch"] for r in ours], [r["test"].get("hits@1") for r in ours], "s--", label="ours (mimea)")
+        s_o = meta.get("seconds_per_epoch") or _median(r.get("wall_s") for r in ours)
+        ax.plot([r["epoch"] for r in ours], [r["test"].get("hits@1") for r in ours], "s--",
+                label="ours (mimea)" + _cost(s_o, meta.get("peak_rss_mib")))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test H@1 (l2r)")
     ax.set_title(f"{model}, {ref['dataset']} {int(ref['ratio'] * 100)} % seeds, stand-in images")
@@ -231,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
     md = out / f"fidelity-{args.model}.md"
     md.write_text(table(args.model, ref, ours, meta), encoding="utf-8")
-    png = figure(args.model, ref, ours, out / f"fidelity-{args.model}.png")
+    png = figure(args.model, ref, ours, out / f"fidelity-{args.model}.png", meta)
     print(md.read_text(encoding="utf-8"))
     print(f"wrote {md} and {png}")
     return 0
