@@ -19,7 +19,8 @@ What it does, and nothing else (their files are never copied or edited):
   ``load_attr`` returns (same column order, same width, so ``att_fc = nn.Linear(1000, 100)`` is unchanged).
 * Measures: every output line is copied, with seconds since start, to ``--timing`` (``<t>\\t<line>``); at exit
   ``--stats`` gets JSON with wall time, peak RSS of this process and of its children (DataLoader workers), via
-  ``resource.getrusage``, and why it stopped.
+  ``resource.getrusage``, the machine's 1-minute load average sampled every 15 s (other jobs on a shared
+  machine slow a run down), and why it stopped.
 """
 from __future__ import annotations
 
@@ -67,6 +68,21 @@ class _Tee(io.TextIOBase):
 
     def fileno(self) -> int:
         return self._s.fileno()
+
+
+def _start_load_sampler(out: list, every_s: float = 15.0) -> None:
+    """Sample the machine's 1-minute load average every ``every_s`` seconds (a shared machine slows runs)."""
+    import threading
+
+    def sample():
+        while True:
+            try:
+                out.append(round(os.getloadavg()[0], 2))
+            except OSError:
+                return
+            time.sleep(every_s)
+
+    threading.Thread(target=sample, daemon=True, name="fidelity-load-sampler").start()
 
 
 def patch_cpu(threads: int) -> None:
@@ -159,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(repo / src))
     sys.argv = [str(script)] + theirs
     marks: list[float] = []
+    load: list[float] = []
+    _start_load_sampler(load)
     patch_cpu(args.threads)
     if args.model == "meaformer":
         patch_meaformer(args.data_root, args.stop_after, marks)
@@ -182,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                  "wall_s": round(time.monotonic() - t0, 3), "reason": reason,
                  "peak_rss_self_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                  "peak_rss_children_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-                 "epoch_marks_s": [round(m - t0, 3) for m in marks]}
+                 "epoch_marks_s": [round(m - t0, 3) for m in marks],
+                 "loadavg_1min": {"mean": round(sum(load) / len(load), 2) if load else None,
+                                  "max": max(load) if load else None, "samples": len(load),
+                                  "cores": os.cpu_count()}}
         print("[fidelity-shim] " + json.dumps(stats), file=sys.stderr, flush=True)
         if args.stats:
             args.stats.write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
