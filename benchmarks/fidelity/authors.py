@@ -138,7 +138,9 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
         "command": cmd,
         "shim": "benchmarks/fidelity/shim.py (CPU patches, runpy; see its docstring)",
         "machine": {**machine(), "threads": stats.get("threads", 1),
-                    "env": "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)"},
+                    "env": "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)",
+                    "loadavg_1min": stats.get("loadavg_1min"),
+                    "shared": "other jobs ran on the same 2 cores; times are upper bounds"},
         "standin": standin,
         "epochs": len(curve),
         "schedule_note": ("first N epochs of the published 500-epoch cosine schedule (warm-up 75 steps)"
