@@ -165,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stats", type=Path, default=None)
     args = ap.parse_args(ours)
     repo = args.repo.resolve()
+    args.stats = args.stats.resolve() if args.stats else None  # before the chdir below
+    args.timing = args.timing.resolve() if args.timing else None
     script_rel, src = SCRIPTS[args.model]
     script = repo / script_rel
     t0 = time.monotonic()
