@@ -17,6 +17,7 @@ What it does, and nothing else (their files are never copied or edited):
   raises IndexError when there are fewer (FBDB15K has 341). The wrapper calls it with ``topA = number of distinct
   attributes`` and pads the matrix with zero columns back to 1,000, which is exactly what MCLEA's fixed
   ``load_attr`` returns (same column order, same width, so ``att_fc = nn.Linear(1000, 100)`` is unchanged).
+* ``kill -TERM <shim pid>`` stops a run early and still writes ``--stats`` (the curve so far stays usable).
 * Measures: every output line is copied, with seconds since start, to ``--timing`` (``<t>\\t<line>``); at exit
   ``--stats`` gets JSON with wall time, peak RSS of this process and of its children (DataLoader workers), via
   ``resource.getrusage``, the machine's 1-minute load average sampled every 15 s (other jobs on a shared
@@ -39,6 +40,10 @@ SCRIPTS = {"meaformer": ("main.py", "."), "mclea": ("src/run.py", "src"), "eva":
 
 class StopRun(SystemExit):
     """Raised by the stop hook after the requested number of epochs."""
+
+
+class Terminated(SystemExit):
+    """Raised by the SIGTERM handler."""
 
 
 class _Tee(io.TextIOBase):
@@ -185,10 +190,19 @@ def main(argv: list[str] | None = None) -> int:
     elif args.model == "eva":
         patch_eva()
     reason, rc = "finished", 0
+
+    def on_term(signum, frame):  # `kill -TERM` ends the run early but still writes --stats
+        raise Terminated(0)
+
+    import signal
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         runpy.run_path(str(script), run_name="__main__")
     except StopRun:
         reason = f"stopped after {args.stop_after} epochs"
+    except Terminated:
+        reason = "SIGTERM (stopped early by hand)"
     except SystemExit as exc:
         rc = exc.code if isinstance(exc.code, int) else 1
         reason = f"SystemExit({exc.code})"
