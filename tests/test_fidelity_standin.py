@@ -5,6 +5,7 @@ import json
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,3 +131,31 @@ def test_eva_attr_wrapper_pads_to_width(monkeypatch, tmp_path):
     shim.patch_eva()
     out = fake.load_attr([str(f)], 3, {"a": 0, "b": 1}, 5)
     assert calls == [2] and out.shape == (3, 5) and out[:, 2:].sum() == 0 and out[:, :2].sum() == 6
+
+
+def test_shim_end_to_end_on_a_fake_repository(tmp_path):
+    """The shim runs a script as __main__ with their argv, on CPU (.cuda() is a no-op), and writes timing + stats."""
+    import subprocess
+
+    repo = tmp_path / "repo"
+    (repo / "src").mkdir(parents=True)
+    (repo / "src" / "run.py").write_text(
+        "import sys, torch\n"
+        "x = torch.ones(2).cuda()\n"
+        "assert not torch.cuda.is_available() and x.device.type == 'cpu'\n"
+        "print('[start training...] ')\n"
+        "print('[epoch 0] loss_all: 1.5, time: 0.1000 s')\n"
+        "print('[epoch 0] checkpoint!')\n"
+        "print('l2r: acc of top [1, 10, 50] = [0.5 0.6 0.7], mr = 3.000, mrr = 0.550, time = 0.1 s ')\n"
+        "print('r2l: acc of top [1, 10, 50] = [0.4 0.6 0.7], mr = 3.000, mrr = 0.450, time = 0.1 s ')\n"
+        "print('argv', sys.argv[1:])\n")
+    shim_py = Path(shim.__file__)
+    out = subprocess.run([sys.executable, str(shim_py), "--model", "mclea", "--repo", str(repo),
+                          "--timing", str(tmp_path / "t.log"), "--stats", str(tmp_path / "s.json"), "--",
+                          "--epochs", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "argv ['--epochs', '1']" in out.stdout
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["reason"] == "finished" and stats["peak_rss_self_mib"] > 0
+    curve = P.parse("mclea", tmp_path / "t.log")
+    assert curve[0]["test"]["l2r"]["hits@1"] == 0.5 and curve[0]["wall_s"] is not None
