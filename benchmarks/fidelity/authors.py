@@ -1,0 +1,178 @@
+"""The authors' side: their published command lines, a launcher through the shim, and the reference record.
+
+Published settings (the authors' shell scripts; see docs/fidelity.md for what each flag does):
+
+* MEAformer ``run_meaformer.sh 1 FBDB15K norm 0.2 0``: ``--enable_sota`` fixes 500 epochs on FBDB15K, so the
+  run keeps ``--epoch 500`` (the cosine schedule over 500 steps) and the shim stops it after N epochs.
+* MCLEA ``run_mmkb.sh 0 42 FB15K_DB15K 0.2`` with ``--epochs N --check_point 1`` (no schedule, so a shorter
+  run is the published one cut short; iterative learning would start at epoch 500).
+* EVA ``run_dbp15k.sh`` settings (EVA has no FB script) with ``--file_dir data/FBDB15K --rate 0.2 --seed 42
+  --epochs N --check_point 1``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from benchmarks.fidelity import parse as P
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+REFERENCE_DIR = HERE / "reference"
+
+REPOSITORIES = {"meaformer": "zjukg/MEAformer", "mclea": "lzxlin/MCLEA", "eva": "cambridgeltl/eva"}
+#: Commits the committed reference curves were measured at (git rev-parse HEAD of the fetched snapshot).
+COMMITS = {"meaformer": "a247a496625549be82a2a145f09cd8288ddf3712",
+           "mclea": "6946d433a8bab2a1a7d8c88af046d74efa72f7b0",
+           "eva": "948ffbf3bf70cd3db1d3b8fcefc1660421d87a1f"}
+SCRIPTS = {"meaformer": "run_meaformer.sh 1 FBDB15K norm 0.2 0", "mclea": "run_mmkb.sh 0 42 FB15K_DB15K 0.2",
+           "eva": "run_dbp15k.sh (settings; --file_dir data/FBDB15K --rate 0.2 --seed 42)"}
+
+
+def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float = 0.2) -> list[str]:
+    """Their script's arguments at the published settings, for ``epochs`` epochs tested every epoch."""
+    if model == "meaformer":
+        return ["--gpu", "1", "--eval_epoch", "1", "--only_test", "0", "--model_name", "MEAformer",
+                "--data_choice", dataset, "--data_split", "norm", "--data_rate", str(ratio), "--epoch", "500",
+                "--lr", "5e-4", "--hidden_units", "300,300,300", "--save_model", "0", "--batch_size", "3500",
+                "--csls", "--csls_k", "3", "--random_seed", "42",
+                "--exp_name", "IJCAI_MEAformer_sf_0_500-Norm", "--exp_id", f"v1_norm_{ratio}",
+                "--workers", "12", "--dist", "0", "--accumulation_steps", "1", "--scheduler", "cos",
+                "--attr_dim", "300", "--img_dim", "300", "--name_dim", "300", "--char_dim", "300",
+                "--hidden_size", "300", "--tau", "0.1", "--structure_encoder", "gat",
+                "--num_attention_heads", "1", "--num_hidden_layers", "1", "--use_surface", "0",
+                "--use_intermediate", "1", "--enable_sota", "--replay", "0", "--device", "cpu"]
+    if model == "mclea":
+        kg = {"FBDB15K": "FB15K_DB15K", "FBYG15K": "FB15K_YAGO15K"}[dataset]
+        return ["--file_dir", f"data/mmkb-datasets/{kg}", "--rate", str(ratio), "--lr", ".0005",
+                "--epochs", str(epochs), "--hidden_units", "300,300,300", "--check_point", "1",
+                "--bsize", "512", "--il", "--il_start", "500", "--semi_learn_step", "5", "--csls",
+                "--csls_k", "3", "--seed", "42", "--tau", "0.1", "--tau2", "4.0", "--structure_encoder", "gat",
+                "--img_dim", "100", "--attr_dim", "100", "--w_name", "--w_char"]
+    if model == "eva":
+        return ["--file_dir", f"data/{dataset}", "--rate", str(ratio), "--lr", ".0005", "--epochs", str(epochs),
+                "--hidden_units", "400,400,200", "--check_point", "1", "--bsize", "7500", "--il",
+                "--il_start", "500", "--semi_learn_step", "5", "--csls", "--csls_k", "3", "--seed", "42"]
+    raise ValueError(f"unknown model {model!r}")
+
+
+def shim_command(model: str, repo: Path, epochs: int, run_dir: Path, python: str, data_root: Path,
+                 workdir: Path, threads: int = 1, dataset: str = "FBDB15K", ratio: float = 0.2) -> list[str]:
+    """The full command (``/usr/bin/time -v`` when present, the shim, their arguments)."""
+    cmd = [python, str(HERE / "shim.py"), "--model", model, "--repo", str(repo), "--threads", str(threads),
+           "--timing", str(run_dir / "timing.log"), "--stats", str(run_dir / "stats.json")]
+    if model == "meaformer":
+        cmd += ["--data-root", str(data_root.parent), "--stop-after", str(epochs)]  # data_root = .../mmkg
+    else:
+        cmd += ["--cwd", str(workdir / model)]
+    cmd += ["--"] + their_args(model, epochs, dataset, ratio)
+    if Path("/usr/bin/time").exists():
+        cmd = ["/usr/bin/time", "-v"] + cmd
+    return cmd
+
+
+def git_commit(repo: Path) -> str | None:
+    """The checkout's commit: ``git rev-parse HEAD``, else the ``COMMIT`` file an export may carry."""
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
+        if out.returncode == 0 and len(out.stdout.strip()) == 40:
+            return out.stdout.strip()
+    except OSError:
+        pass
+    f = Path(repo) / "COMMIT"
+    return f.read_text().strip() if f.is_file() else None
+
+
+def run_authors(model: str, repo: Path, epochs: int, run_dir: Path, python: str, data_root: Path,
+                workdir: Path, threads: int = 1) -> Path:
+    """Run their code through the shim (blocking); returns ``run_dir`` holding log.txt, timing.log, stats.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = shim_command(model, repo, epochs, run_dir, python, data_root, workdir, threads)
+    (run_dir / "command.txt").write_text(shlex.join(cmd) + "\n", encoding="utf-8")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": str(REPO_ROOT)}
+    with open(run_dir / "log.txt", "w", encoding="utf-8") as log:
+        subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    return run_dir
+
+
+def time_v_peak_mib(log: Path) -> float | None:
+    """``Maximum resident set size (kbytes)`` from ``/usr/bin/time -v`` output, in MiB."""
+    if not log.is_file():
+        return None
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        if "Maximum resident set size" in line:
+            return round(int(line.rsplit(":", 1)[1]) / 1024, 1)
+    return None
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": None, "python": platform.python_version()}
+
+
+def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin: dict | None = None,
+                   dataset: str = "FBDB15K", ratio: float = 0.2, notes: str = "") -> dict:
+    """Build the reference record from a finished run directory."""
+    run_dir = Path(run_dir)
+    curve = P.parse(model, run_dir / "timing.log")
+    stats = json.loads((run_dir / "stats.json").read_text()) if (run_dir / "stats.json").is_file() else {}
+    cmd = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else None
+    peak = time_v_peak_mib(run_dir / "log.txt")
+    commit = (git_commit(repo) if repo else None) or COMMITS[model]
+    return {
+        "model": model, "dataset": dataset, "ratio": ratio,
+        "authors": {"repository": REPOSITORIES[model], "commit": commit, "published_script": SCRIPTS[model]},
+        "command": cmd,
+        "shim": "benchmarks/fidelity/shim.py (CPU patches, runpy; see its docstring)",
+        "machine": {**machine(), "threads": stats.get("threads", 1),
+                    "env": "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)",
+                    "loadavg_1min": stats.get("loadavg_1min"),
+                    "shared": "other jobs ran on the same 2 cores; times are upper bounds"},
+        "standin": standin,
+        "epochs": len(curve),
+        "schedule_note": ("first N epochs of the published 500-epoch cosine schedule (warm-up 75 steps)"
+                          if model == "meaformer" else "constant lr (no schedule): a shorter run is the "
+                          "published run cut short"),
+        "seconds_per_epoch": P.seconds_per_epoch(curve),
+        "peak_rss_mib": peak if peak is not None else stats.get("peak_rss_self_mib"),
+        "peak_rss_note": "/usr/bin/time -v maximum RSS of the training process (DataLoader workers, if any, are "
+                         f"separate: {stats.get('peak_rss_children_mib')} MiB)",
+        "wall_s": stats.get("wall_s"), "stop_reason": stats.get("reason"),
+        "curve": curve,
+        "notes": notes,
+    }
+
+
+def reference_path(model: str, dataset: str = "FBDB15K", ratio: float = 0.2) -> Path:
+    return REFERENCE_DIR / f"{model}-{dataset}-r{int(round(ratio * 100))}.json"
+
+
+def write_reference(record: dict, path: Path | None = None) -> Path:
+    path = path or reference_path(record["model"], record["dataset"], record["ratio"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_reference(model: str, dataset: str = "FBDB15K", ratio: float = 0.2, path: Path | None = None) -> dict:
+    return json.loads(Path(path or reference_path(model, dataset, ratio)).read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":  # python -m benchmarks.fidelity.authors MODEL RUN_DIR [REPO] [STANDIN_JSON]
+    m, d = sys.argv[1], Path(sys.argv[2])
+    r = Path(sys.argv[3]) if len(sys.argv) > 3 else None
+    s = json.loads(Path(sys.argv[4]).read_text()) if len(sys.argv) > 4 else None
+    print(write_reference(make_reference(m, d, r, s)))
