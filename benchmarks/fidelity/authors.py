@@ -130,6 +130,8 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
     curve = P.parse(model, run_dir / "timing.log")
     stats = json.loads((run_dir / "stats.json").read_text()) if (run_dir / "stats.json").is_file() else {}
     cmd = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else None
+    if cmd is not None:
+        cmd = portable_command(cmd, scratch=Path(repo).resolve().parent if repo else None)
     peak = time_v_peak_mib(run_dir / "log.txt")
     commit = (git_commit(repo) if repo else None) or COMMITS[model]
     return {
@@ -154,6 +156,17 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
         "curve": curve,
         "notes": notes,
     }
+
+
+def portable_command(cmd: str, scratch: Path | None = None) -> str:
+    """The command as recorded in a committed reference: the repository's own files relative to its root, the
+    scratch folder (where their checkout and virtualenv lie) as ``$SCRATCH``; no absolute path of this machine."""
+    import re
+
+    out = re.sub(r"/\S*?/benchmarks/fidelity/", "benchmarks/fidelity/", cmd)
+    if scratch is not None:
+        out = out.replace(str(scratch), "$SCRATCH")
+    return out
 
 
 def reference_path(model: str, dataset: str = "FBDB15K", ratio: float = 0.2) -> Path:

@@ -1,6 +1,6 @@
 """Seeded random stand-in image features for fidelity runs (the real MMKG VGG16 features are not available).
 
-``python benchmarks/fidelity/standin.py --source /work/shared/data/mmkg/FBDB15K --root /work/scratch/data/mmkg
+``python benchmarks/fidelity/standin.py --source ../shared/data/mmkg/FBDB15K --root $SCRATCH/data/mmkg
 --seed 0`` builds a data root that our loader and the authors' loaders read alike:
 
     ROOT/NAME/norm          -> symlink to SOURCE/norm (the shared files, unchanged)
