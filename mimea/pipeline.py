@@ -114,16 +114,17 @@ def run(cfg: RunConfig, store_root: str | Path = "results", *, force: bool = Fal
     one-line DamagedRunError; ``restart_damaged`` moves it aside and starts the run over (mimea.store.damage).
     """
     store = RunStore(store_root)
-    rid = run_identity(cfg, store_root)
+    fingerprint = data_fingerprint(cfg.data, store_root)
+    rid = run_id(to_dict(cfg), fingerprint)   # = run_identity(cfg, store_root), the fingerprint computed once
     # two processes never train the same run at once; a finished run is readable from a read-only store
     with run_lock(store_root, rid, read_only_ok=lambda: not force and store.is_finished(rid)):
         with record_failure(store.path(rid)):   # failed.json with the one-line error when the attempt raises
             if restart_damaged:
                 set_aside_damaged(store.path(rid))
-            return _run_locked(cfg, store, rid, force=force, on_eval=on_eval)
+            return _run_locked(cfg, store, rid, fingerprint, force=force, on_eval=on_eval)
 
 
-def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
+def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, force: bool,
                 on_eval: Callable[[int, dict], None] | None) -> dict[str, Any]:
     from mimea.data.splits import make_split, split_to_dict
     from mimea.evaluation.neighbours import mutual_nearest_neighbours
@@ -243,7 +244,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, *, force: bool,
                      "selection": result.convergence.get("selection", "validation"),
                      "test_curve": bool(ev.test_curve),
                      "profile": cfg.profile, **model.protocol()},
-        "data": {**pair.provenance, "fingerprint": data_fingerprint(cfg.data, store_root)},
+        "data": {**pair.provenance, "fingerprint": fingerprint},
         "split": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test),
                   "seeds_added_by_iterative": result.seeds_added},
         "n_evaluations": len([h for h in n_epochs_with_time if "valid" in h]),
