@@ -213,3 +213,24 @@ def test_an_entity_with_no_modality_gets_zero_weights_and_finite_gradients(kind)
     assert torch.isfinite(tokens.grad).all()
     for p in fusion.parameters():
         assert p.grad is None or torch.isfinite(p.grad).all()
+
+
+def test_beta_span_bounds_the_weights_around_uniform():
+    from mimea.nn.fusion import BetaFusion
+
+    torch.manual_seed(0)
+    tokens = torch.nn.functional.normalize(torch.randn(50, 3, 8), dim=-1)
+    present = torch.ones(50, 3, dtype=torch.bool)
+    present[0, 2] = False
+    fusion = BetaFusion(3, 8, span=0.5).eval()
+    with torch.no_grad():                            # push the concentrations far apart: u near 0 or 1
+        fusion.modality_bias.copy_(torch.tensor([[8.0, -8.0], [-8.0, 8.0], [0.0, 0.0]]))
+    w = fusion(tokens, present).weights
+    ratio = w[1:, 0] / w[1:, 1]
+    assert torch.all(ratio <= 3.0 + 1e-4) and torch.all(ratio > 2.5)      # (1 + 0.5) / (1 - 0.5) at most
+    assert w[0, 2] == 0 and torch.allclose(w.sum(1), torch.ones(50))
+    free = BetaFusion(3, 8).eval()
+    free.load_state_dict(fusion.state_dict())
+    assert float((free(tokens, present).weights[1:, 0] / free(tokens, present).weights[1:, 1]).min()) > 10
+    with pytest.raises(ValueError, match="span"):
+        BetaFusion(3, 8, span=1.5)

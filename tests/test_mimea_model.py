@@ -264,3 +264,51 @@ def test_trains_on_the_synthetic_pair(synthetic_pair):
         after = float(model.loss(model(), links)[0])
     assert after < before and logs["ot_fallbacks"] == 0
     assert model.embed().shape == (pair.n_ent, 16 * len(model.modality_names))
+
+
+def test_balanced_weighting_divides_the_confidence_by_its_batch_mean():
+    pair = tiny_pair()
+    links = pair.links[:6]
+    tau = 0.2
+    model = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="balanced").eval()
+    emb = model()
+    a, b = links[:, 0], links[:, 1]
+    w = emb.extras["weights"].detach()
+    expected = direct_icl(emb.joint[a], emb.joint[b], tau).mean()
+    for i, name in enumerate(("graph", "relation", "attribute", "image")):
+        conf = torch.minimum(w[a, i], w[b, i])
+        conf = conf / conf.mean()
+        expected = expected + (conf * direct_icl(emb.modalities[name][a], emb.modalities[name][b], tau)).mean()
+    torch.testing.assert_close(model.loss(emb, links)[0], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ot_target_others_pulls_each_modality_towards_the_mean_of_the_rest():
+    from mimea.nn.transport import transport_loss
+
+    pair = tiny_pair()
+    model = make(pair, ot_target="others", transport="identity", kl_weight=0.0).eval()
+    emb = model()
+    links = pair.links[:4]
+    _, logs = model.loss(emb, links)
+    ents = interleave_unique(links)
+    tokens, present = emb.extras["tokens"], emb.extras["present"]
+    for i, name in enumerate(model.modality_names):
+        rows = [int(x) for x in ents if present[x, i] and (present[x].sum() > 1)]
+        others = torch.stack([tokens[x][[k for k in range(tokens.size(1)) if k != i and present[x, k]]].mean(0)
+                              for x in rows])
+        expected, _ = transport_loss(tokens[rows, i], others, plan="identity")
+        assert math.isclose(logs[f"loss_ot_{name}"], float(expected), rel_tol=1e-5), name
+    joint = make(pair, transport="identity", kl_weight=0.0).eval()
+    assert joint.loss(joint(), links)[1]["loss_ot_graph"] != pytest.approx(logs["loss_ot_graph"])
+
+
+def test_a_model_field_added_later_keeps_the_ids_of_earlier_runs():
+    from mimea.store.ids import canonical
+    from mimea.training.config import resolve
+
+    cfg = dataclasses.asdict(resolve("mimea", "cpu"))
+    assert cfg["model_config"]["ot_target"] == "joint"
+    earlier = {**cfg, "model_config": {k: v for k, v in cfg["model_config"].items() if k != "ot_target"}}
+    assert canonical(cfg) == canonical(earlier)
+    other = {**cfg, "model_config": {**cfg["model_config"], "ot_target": "others"}}
+    assert canonical(other) != canonical(cfg)

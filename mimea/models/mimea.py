@@ -31,7 +31,8 @@ from mimea.nn.multimodal import MultiModalEncoder, encoder_protocol
 from mimea.nn.transport import GRADS, METHODS, transport_loss
 
 TRANSPORTS = ("sinkhorn", "identity", "none")
-CL_WEIGHTINGS = ("adaptive", "uncertainty", "uniform")
+CL_WEIGHTINGS = ("adaptive", "balanced", "uncertainty", "uniform")
+OT_TARGETS = ("joint", "others")
 GRAPH_ENCODERS = ("gat_diag", "gatconv", "gcn")
 
 
@@ -84,6 +85,7 @@ class MIMEA(AlignmentModel):
         interaction: bool = True        # False = w/o interaction (removes the attention layer)
         fusion_hidden: int = 64         # hidden width of the alpha/beta MLP
         beta_floor: float = 0.1         # alpha, beta >= floor (> 0)
+        fusion_span: float | None = None  # None: w ∝ u | 0 < s <= 1: w ∝ 1 + s (2u - 1), bounded around uniform
         prior_alpha: float = 1.0        # Beta prior of the KL (1, 1 = uniform)
         prior_beta: float = 1.0
         kl_weight: float = 0.01
@@ -96,8 +98,11 @@ class MIMEA(AlignmentModel):
         ot_method: str = "auto"         # auto (POT Knopp, log-domain rerun if broken) | sinkhorn | log
         ot_grad: str = "envelope"       # envelope (plan fixed; Danskin) | unroll (through the iterations)
         ot_block: int = 512             # max entities per OT problem
+        ot_target: str = "joint"        # joint (the fusion-weighted sum s) | others (the mean of the OTHER present
+                                        # modalities' tokens: each modality moved towards the rest, not the fused one)
         # (iv) modal-adaptive contrastive learning
-        cl_weighting: str = "adaptive"  # adaptive | uncertainty | uniform ("uniform" = w/o modal-adaptive CL)
+        cl_weighting: str = "adaptive"  # adaptive | balanced | uncertainty | uniform ("uniform" = w/o modal-adaptive
+                                        # CL); balanced: the confidence divided by its batch mean per modality
         tau: float = 0.1
         intra_negatives: bool = True    # MCLEA's same-KG in-batch negatives
 
@@ -113,12 +118,17 @@ class MIMEA(AlignmentModel):
             _choice("ot_method", self.ot_method, METHODS)
             _choice("ot_grad", self.ot_grad, GRADS)
             _choice("cl_weighting", self.cl_weighting, CL_WEIGHTINGS)
+            _choice("ot_target", self.ot_target, OT_TARGETS)
             for f in ("dim", "tau", "ot_eps", "ot_block", "ot_iters", "fusion_hidden", "prior_alpha", "prior_beta",
                       "beta_floor", "graph_layers", "graph_heads"):
                 _positive(f, getattr(self, f))
             for f in ("kl_weight", "ot_weight", "dropout"):
                 if getattr(self, f) < 0:
                     raise ValueError(f"MIMEA config {f}={getattr(self, f)}: must be >= 0")
+            if self.fusion_span is not None and not 0 < self.fusion_span <= 1:
+                raise ValueError(f"MIMEA config fusion_span={self.fusion_span}: must be None or in (0, 1]")
+            if self.fusion_span is not None and self.fusion != "beta":
+                raise ValueError(f"MIMEA config fusion_span applies to fusion='beta' only, not {self.fusion!r}")
             if self.fusion == "mean" and self.interaction:
                 raise ValueError("MIMEA config fusion='mean' has token-independent weights, so interaction=True "
                                  "would train nothing; set interaction=False as well")
@@ -134,7 +144,7 @@ class MIMEA(AlignmentModel):
         self.register_buffer("present", self.encoder.presence(), persistent=False)   # [N, M]
         self.fusion = build_fusion(c.fusion, m, c.dim, interaction=c.interaction, hidden=c.fusion_hidden,
                                    floor=c.beta_floor, prior_alpha=c.prior_alpha, prior_beta=c.prior_beta,
-                                   dropout=c.dropout)
+                                   dropout=c.dropout, span=c.fusion_span)
         self.cl_uncertainty = UncertaintyWeighting(m) if c.cl_weighting == "uncertainty" else None
         self._protocol = {**encoder_protocol(pair, self.encoder),
                           "modalities_skipped": list(self.encoder.skipped),
@@ -165,8 +175,11 @@ class MIMEA(AlignmentModel):
         for i, name in enumerate(self.modality_names):
             e = emb.modalities[name]
             per_pair = info_nce(e[a], e[b], tau=c.tau, intra_negatives=c.intra_negatives, reduction="none")
-            if c.cl_weighting == "adaptive":
-                conf = torch.minimum(w[a, i], w[b, i]).detach() * m
+            if c.cl_weighting in ("adaptive", "balanced"):
+                conf = torch.minimum(w[a, i], w[b, i]).detach()
+                # adaptive: M * min(w) (a modality the fusion trusts less trains less, the whole modality too);
+                # balanced: min(w) / its batch mean (adapts across the batch's pairs, every modality's mean weight 1)
+                conf = conf * m if c.cl_weighting == "adaptive" else conf / conf.mean().clamp_min(1e-12)
                 term = (conf * per_pair).mean()
             else:
                 term = per_pair.mean()
@@ -182,14 +195,24 @@ class MIMEA(AlignmentModel):
         c = self.config
         ents = interleave_unique(links)
         tokens = emb.extras["tokens"]
-        s = block_sum(emb.extras["weights"], tokens).detach()             # [N, d] joint seen from a modality
         present = emb.extras["present"]
+        if c.ot_target == "joint":
+            s = block_sum(emb.extras["weights"], tokens).detach()         # [N, d] joint seen from a modality
+
         plan = "identity" if c.transport == "identity" else "sinkhorn"
         total = tokens.new_zeros(())
         worst, fallbacks = 0.0, 0.0
         for i, name in enumerate(self.modality_names):
             idx = ents[present[ents, i]]
-            loss_m, info = transport_loss(tokens[idx, i], s[idx], c.ot_eps, plan=plan, block=c.ot_block,
+            if c.ot_target == "others":             # mean of the other present modalities (detached)
+                pres = present[idx].clone()
+                pres[:, i] = False
+                idx = idx[pres.any(dim=1)]
+                pres = pres[pres.any(dim=1)].to(tokens.dtype)
+                target = ((pres.unsqueeze(-1) * tokens[idx]).sum(1) / pres.sum(1, keepdim=True)).detach()
+            else:
+                target = s[idx]
+            loss_m, info = transport_loss(tokens[idx, i], target, c.ot_eps, plan=plan, block=c.ot_block,
                                           n_iter=c.ot_iters, tol=c.ot_tol, method=c.ot_method, grad=c.ot_grad)
             logs[f"loss_ot_{name}"] = float(loss_m.detach())
             worst, fallbacks = max(worst, info["marginal_error"]), fallbacks + info["fallbacks"]

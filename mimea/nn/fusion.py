@@ -113,14 +113,21 @@ class BetaFusion(nn.Module):
         n_modalities: M. dim: token width d. interaction: add a :class:`ModalInteraction` layer.
         hidden: MLP hidden width. floor: lower bound of both concentrations (keeps samples off 0/1).
         prior_alpha, prior_beta: the Beta prior of the KL. dropout: of the interaction layer.
+        span: ``None`` (default): ``w ∝ u`` (a modality can take all the weight); a number ``0 < span <= 1``:
+            ``w ∝ 1 + span * (2u - 1)``, a bounded move around the uniform weights (a modality's weight stays
+            within ``(1 - span) / (1 + span)`` and ``(1 + span) / (1 - span)`` times another's).
     """
 
     #: Samples are clamped to at least this before normalisation (a Beta draw can underflow to 0 in float32).
     MIN_SAMPLE = 1e-6
 
     def __init__(self, n_modalities: int, dim: int, *, interaction: bool = True, hidden: int = 64,
-                 floor: float = 0.1, prior_alpha: float = 1.0, prior_beta: float = 1.0, dropout: float = 0.0):
+                 floor: float = 0.1, prior_alpha: float = 1.0, prior_beta: float = 1.0, dropout: float = 0.0,
+                 span: float | None = None):
         super().__init__()
+        if span is not None and not 0 < span <= 1:
+            raise ValueError(f"BetaFusion span must be None or in (0, 1], got {span}")
+        self.span = span
         if n_modalities < 1 or dim < 1 or hidden < 1:
             raise ValueError(f"BetaFusion needs n_modalities, dim, hidden >= 1, got {n_modalities}, {dim}, {hidden}")
         if floor <= 0 or prior_alpha <= 0 or prior_beta <= 0:
@@ -144,7 +151,8 @@ class BetaFusion(nn.Module):
         alpha, beta = self.concentrations(h)
         dist = Beta(alpha, beta, validate_args=False)     # alpha, beta >= floor > 0 by construction
         u = dist.rsample() if self.training else dist.mean
-        weights = masked_normalize(u.clamp_min(self.MIN_SAMPLE), present)
+        raw = u.clamp_min(self.MIN_SAMPLE) if self.span is None else 1.0 + self.span * (2.0 * u - 1.0)
+        weights = masked_normalize(raw.clamp_min(self.MIN_SAMPLE), present)
         prior = Beta(self.prior[0].to(alpha.dtype).expand_as(alpha), self.prior[1].to(alpha.dtype).expand_as(beta),
                      validate_args=False)
         kl_all = kl_divergence(dist, prior)
@@ -194,7 +202,7 @@ class MeanFusion(nn.Module):
 
 def build_fusion(kind: str, n_modalities: int, dim: int, *, interaction: bool = True, hidden: int = 64,
                  floor: float = 0.1, prior_alpha: float = 1.0, prior_beta: float = 1.0,
-                 dropout: float = 0.0) -> nn.Module:
+                 dropout: float = 0.0, span: float | None = None) -> nn.Module:
     """A fusion module by name: ``beta`` | ``softmax`` | ``mean``.
 
     ``mean`` has token-independent weights, so an interaction layer would train nothing: asking for both is an
@@ -202,7 +210,7 @@ def build_fusion(kind: str, n_modalities: int, dim: int, *, interaction: bool = 
     """
     if kind == "beta":
         return BetaFusion(n_modalities, dim, interaction=interaction, hidden=hidden, floor=floor,
-                          prior_alpha=prior_alpha, prior_beta=prior_beta, dropout=dropout)
+                          prior_alpha=prior_alpha, prior_beta=prior_beta, dropout=dropout, span=span)
     if kind == "softmax":
         return SoftmaxFusion(n_modalities, dim, interaction=interaction, dropout=dropout)
     if kind == "mean":

@@ -1,0 +1,120 @@
+"""The MIMEA design study's log: every stored MIMEA variant of one (dataset, ratio, epochs) cell, VALIDATION only.
+
+``python benchmarks/design_study.py --dataset FBDB15K --ratio 0.2 --epochs 125 [--test] [--results results]``
+
+Reads the run store (no training, no data): every ``mimea-*`` run whose config has that dataset, seed ratio,
+epoch count and ``eval.valid_pool`` (default ``unseen``), groups the runs by how their model config differs from
+MIMEA's defaults (the variant), and prints a Markdown table of validation MRR / Hits@1 / Hits@10 at the selected
+epoch (mean ± sample std over init seeds), the selected epoch and the weight MIMEA's fusion gives each modality
+there. The test links are never read unless ``--test`` is given: the study chooses on validation and reads the
+test once, for the chosen design and its ablations (issue 12, ``docs/design-log.md``).
+
+Each variant is one command (the design log lists them)::
+
+    mimea train --model mimea --dataset FBDB15K --data-dir ROOT --ratio 0.2 --profile paper --epochs 125 \\
+        --set eval.valid_pool=unseen --model-set cl_weighting=balanced --seeds 0 1 2
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+METRICS = (("mrr", "MRR"), ("hits@1", "H@1"), ("hits@10", "H@10"))
+
+
+def _defaults() -> dict[str, Any]:
+    from mimea.models import registry
+
+    return json.loads(json.dumps(dataclasses.asdict(registry.get("mimea").Config())))
+
+
+def variant_label(model_config: dict[str, Any], defaults: dict[str, Any]) -> str:
+    """``key=value`` of every field that differs from MIMEA's defaults (``full`` when none does)."""
+    diff = [f"{k}={_short(v)}" for k, v in sorted(model_config.items()) if k in defaults and defaults[k] != v]
+    return ", ".join(diff) or "full (defaults)"
+
+
+def _short(v: Any) -> str:
+    return "+".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def collect(results: Path, dataset: str, ratio: float, epochs: int, valid_pool: str = "unseen",
+            test: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """variant label -> one row per finished run (seed, validation metrics, selected epoch, weights[, test])."""
+    defaults = _defaults()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for run in sorted((results / "runs").glob("mimea-*")):
+        cfg, res = _read(run / "config.json"), _read(run / "results.json")
+        if not cfg or not res:
+            continue
+        if (cfg["data"].get("dataset") != dataset or abs(cfg["split"]["ratio"] - ratio) > 1e-9
+                or cfg["train"]["epochs"] != epochs or cfg["eval"].get("valid_pool", "valid") != valid_pool):
+            continue
+        best = res.get("best_epoch")
+        at_best = next((c for c in res.get("curve", []) if c.get("epoch") == best), {})
+        row = {"seed": cfg["seed"], "valid": res["valid"]["mean"], "best_epoch": best,
+               "weights": {k[2:]: v for k, v in at_best.items() if k.startswith("w_")}}
+        if test:
+            row["test"] = res["test"]["l2r"]
+        out.setdefault(variant_label(cfg["model_config"], defaults), []).append(row)
+    return out
+
+
+def _mean_std(xs: list[float]) -> str:
+    if len(xs) == 1:
+        return f"{xs[0]:.3f}"
+    return f"{statistics.mean(xs):.3f} ± {statistics.stdev(xs):.3f}"
+
+
+def render(rows: dict[str, list[dict[str, Any]]], test: bool = False) -> str:
+    head = ["Variant (vs MIMEA's defaults)", "seeds"] + [f"valid {n}" for _, n in METRICS]
+    head += ["best epoch", "fusion weights at it"]
+    if test:
+        head += [f"test {n}" for _, n in METRICS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = sorted(rows, key=lambda k: -statistics.mean(r["valid"]["mrr"] for r in rows[k]))
+    for label in order:
+        runs = sorted(rows[label], key=lambda r: r["seed"])
+        cells = [label, ",".join(str(r["seed"]) for r in runs)]
+        cells += [_mean_std([r["valid"][m] for r in runs]) for m, _ in METRICS]
+        cells.append(",".join(str(r["best_epoch"]) for r in runs))
+        w = runs[0]["weights"]
+        cells.append(" ".join(f"{k} {v:.2f}" for k, v in w.items()) or "-")
+        if test:
+            cells += [_mean_std([r["test"][m] for r in runs]) for m, _ in METRICS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", required=True)
+    ap.add_argument("--ratio", type=float, required=True)
+    ap.add_argument("--epochs", type=int, required=True)
+    ap.add_argument("--valid-pool", default="unseen")
+    ap.add_argument("--results", default="results")
+    ap.add_argument("--test", action="store_true", help="add the test metrics (l2r): read them once, at the end")
+    args = ap.parse_args(argv)
+    rows = collect(Path(args.results), args.dataset, args.ratio, args.epochs, args.valid_pool, args.test)
+    if not rows:
+        print(f"no stored MIMEA run of {args.dataset} r{args.ratio} with {args.epochs} epochs and "
+              f"valid_pool={args.valid_pool} under {args.results}/runs", file=sys.stderr)
+        return 1
+    print(render(rows, args.test))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
