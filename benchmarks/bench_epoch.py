@@ -48,8 +48,7 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     from mimea.pipeline import load_data
     from mimea.store.metadata import peak_rss_mb
     from mimea.training.config import model_config, resolve
-    from mimea.training.epoch_plan import EpochPlan
-    from mimea.training.optim import build_optimizer
+    from mimea.training.trainer import Trainer
     from mimea.training.seeding import resolve_device, seed_everything, set_threads
 
     set_threads(threads)
@@ -62,23 +61,14 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     load_s = time.perf_counter() - t
     split = make_split(pair.links, cfg.split.ratio, mode=cfg.split.mode, val_fraction=cfg.split.val_fraction)
     model = registry.get(model_name)(pair.to(device), model_config(cfg)).to(device)
-    tc = cfg.train
-    opt = build_optimizer(tc.optimizer, model.parameters(), tc.lr, tc.weight_decay)
-    plan = EpochPlan(tc.batch_size, tc.accumulate, model.steps_per_epoch(0, max(1, tc.batch_size)))
+    trainer = Trainer(model, cfg.train, None)       # the trainer's own epoch (plan, optimiser, clipping)
     links = split.train.to(device)
     model.prepare_training(links)
     gen = torch.Generator().manual_seed(0)
 
     def epoch() -> float:
         t0 = time.perf_counter()
-        model.train()
-        for step in plan.steps(links, gen):
-            loss, _ = model.summed_loss(step)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tc.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
+        trainer.train_epoch(links, gen)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -90,7 +80,7 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
     return {"model": model_name, "dataset": dataset, "profile": profile, "device": str(device),
             "threads": torch.get_num_threads(), "load_s": load_s, "epoch_s": statistics.median(times),
-            "epoch_s_all": times, "steps_per_epoch": plan.optimizer_steps(len(links)),
+            "epoch_s_all": times, "steps_per_epoch": trainer.plan.optimizer_steps(len(links)),
             "seed_links": len(links), "peak_mb": peak, "parameters": model.n_parameters()}
 
 

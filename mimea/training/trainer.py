@@ -77,6 +77,27 @@ class Trainer:
         self.plan = EpochPlan(config.batch_size, config.accumulate,
                               model.steps_per_epoch(0, max(1, config.batch_size)))
 
+    def train_epoch(self, train_links: torch.Tensor, gen: torch.Generator,
+                    schedule: Any = None) -> tuple[dict[str, float], int]:
+        """One epoch of the plan's optimiser steps; returns the summed logs and the number of steps."""
+        model, cfg = self.model, self.cfg
+        model.train()
+        logs_sum: dict[str, float] = {}
+        n_steps = 0
+        for step in self.plan.steps(train_links, gen):
+            loss, logs = model.summed_loss(step)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            self.optimizer.step()
+            if schedule is not None:
+                schedule.step()
+            for k, v in {"loss": float(loss.detach()), **logs}.items():
+                logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
+            n_steps += 1
+        return logs_sum, n_steps
+
     def fit(self, train_links: torch.Tensor) -> TrainResult:
         cfg, model = self.cfg, self.model
         gen = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
@@ -123,21 +144,7 @@ class Trainer:
         n_evals = len([h for h in history if "valid" in h or "test" in h])
         bar = _progress(cfg, start_epoch, self.desc)
         for epoch in range(start_epoch, cfg.epochs + 1):
-            model.train()
-            logs_sum: dict[str, float] = {}
-            n_steps = 0
-            for step in self.plan.steps(train_links, gen):
-                loss, logs = model.summed_loss(step)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                if schedule is not None:
-                    schedule.step()
-                for k, v in {"loss": float(loss.detach()), **logs}.items():
-                    logs_sum[k] = logs_sum.get(k, 0.0) + float(v)
-                n_steps += 1
+            logs_sum, n_steps = self.train_epoch(train_links, gen, schedule)
             record: dict[str, Any] = {"epoch": epoch, **{k: v / max(n_steps, 1) for k, v in logs_sum.items()}}
             record["lr"] = float(self.optimizer.param_groups[0]["lr"])
             if not math.isfinite(record.get("loss", 0.0)):
