@@ -113,6 +113,7 @@ class GCNAlign(AlignmentModel):
         config = config if config is not None else self.Config()
         super().__init__(pair, config)
         c = config
+        self._images = "absent" if pair.img_features is None else "unused"   # GCN-Align never reads images
         if c.negatives_from not in ("all", "kg"):
             raise ValueError(f"unknown negatives_from {c.negatives_from!r}; known: all, kg")
         if not 0.0 <= c.beta <= 1.0:
@@ -187,7 +188,7 @@ class GCNAlign(AlignmentModel):
     # -- protocol / tuning --------------------------------------------------------------------
     def protocol(self) -> dict[str, Any]:
         return {
-            "names": False, "attribute_values": False, "images": "unused",
+            "names": False, "attribute_values": False, "images": self._images,
             "deviations": [
                 "negatives redrawn every step from a seeded generator (authors: every 10 epochs)",
                 "attribute features: shared top-1000 attribute-name multi-hot",

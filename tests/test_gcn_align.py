@@ -44,7 +44,17 @@ def _hits1(model: GCNAlign, test: torch.Tensor) -> float:
 def test_registered_with_protocol_and_search_space():
     assert registry.get("gcn_align") is GCNAlign
     proto = GCNAlign(_tiny_pair()).protocol()
-    assert proto["names"] is False and proto["attribute_values"] is False and proto["images"] == "unused"
+    assert proto["names"] is False and proto["attribute_values"] is False
+    pair = _tiny_pair()
+    assert GCNAlign(pair).protocol()["images"] == ("absent" if pair.img_features is None else "unused")
+    if pair.img_features is None:      # the same pair with images: GCN-Align has them and does not read them
+        import dataclasses
+        with_img = dataclasses.replace(pair, img_features=torch.zeros(pair.n_ent, 4),
+                                       img_mask=torch.ones(pair.n_ent, dtype=torch.bool))
+        assert GCNAlign(with_img).protocol()["images"] == "unused"
+    else:
+        import dataclasses
+        assert GCNAlign(dataclasses.replace(pair, img_features=None)).protocol()["images"] == "absent"
     optuna = pytest.importorskip("optuna")
     trial = optuna.trial.FixedTrial({"dim": 200, "gamma": 2.0, "negatives": 3, "beta": 0.8, "dropout": 0.1})
     space = GCNAlign.search_space(trial)
