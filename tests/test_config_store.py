@@ -82,3 +82,19 @@ def test_checkpoint_refuses_arbitrary_pickles(tmp_path):
     torch.save({"x": Evil()}, store.path("r") / "checkpoint.pt")
     with pytest.raises(Exception):
         store.load_checkpoint("r")
+
+
+def test_results_text_keeps_metrics_exact_and_the_curve_compact():
+    import json
+
+    from mimea.store.runs import results_text
+
+    results = {"best_epoch": 2, "test": {"mrr": 0.123456789012345}, "valid": {"mrr": 1 / 3},
+               "curve": [{"epoch": e, "loss": 1 / (e + 7), "valid": {"mrr": 0.1 * e}} for e in (1, 2, 3)]}
+    text = results_text(results)
+    back = json.loads(text)
+    assert back["test"] == results["test"] and back["valid"] == results["valid"]          # metrics in full
+    assert [c["epoch"] for c in back["curve"]] == [1, 2, 3]
+    assert back["curve"][0]["loss"] == float(f"{1 / 8:.7g}") and back["curve"][1]["loss"] != 1 / 9
+    assert len(text.splitlines()) < 20                                                      # one line per epoch
+    assert json.loads(results_text({"test": {}, "curve": []}))["curve"] == []

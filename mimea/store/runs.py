@@ -8,7 +8,9 @@ Files, each written atomically:
 * ``best.pt``        the model weights selected on validation
 * ``metadata.json``  versions, git commit, device, threads, wall time, peak memory, protocol, data provenance
 * ``results.json``   test + validation metrics and the per-epoch curve; written LAST: its presence marks a
-                     finished run, so a resumed sweep skips it and never runs it twice.
+                     finished run, so a resumed sweep skips it and never runs it twice. The curve is written one
+                     epoch per line with its floats at 7 significant digits (the losses are float32 values),
+                     so a 1,000-epoch record stays ~100 KB in git; the metrics are written in full.
 * ``failed.json``    the one-line error of the last attempt when it raised (removed by the next attempt)
 
 A damaged file (truncated, empty, garbage) raises a one-line DamagedRunError naming it; see mimea.store.damage.
@@ -16,6 +18,7 @@ A damaged file (truncated, empty, garbage) raises a one-line DamagedRunError nam
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -23,8 +26,31 @@ from typing import Any, Iterator
 
 import torch
 
-from mimea.store.atomic import atomic_write_bytes, atomic_write_json
+from mimea.store.atomic import _clean, atomic_write_bytes, atomic_write_json, atomic_write_text
 from mimea.store.damage import load_checkpoint, read_run_json
+
+
+def _round(obj: Any, digits: int = 7) -> Any:
+    if isinstance(obj, float):
+        return float(f"{obj:.{digits}g}")
+    if isinstance(obj, dict):
+        return {k: _round(v, digits) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_round(v, digits) for v in obj]
+    return obj
+
+
+def results_text(results: dict[str, Any]) -> str:
+    """``results.json``'s text: the metrics indented in full, the ``curve`` one compact epoch per line."""
+    results = _clean(results)
+    curve = results.get("curve")
+    if not isinstance(curve, list):
+        return json.dumps(results, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    marker = "__curve_placeholder__"
+    head = json.dumps({**results, "curve": marker}, indent=2, sort_keys=True, allow_nan=False)
+    lines = ",\n    ".join(json.dumps(_round(e), sort_keys=True, allow_nan=False, separators=(",", ":"))
+                           for e in curve)
+    return head.replace(json.dumps(marker), "[\n    " + lines + "\n  ]" if curve else "[]") + "\n"
 
 
 class RunStore:
@@ -69,7 +95,7 @@ class RunStore:
     def finish(self, run_id: str, results: dict[str, Any], metadata: dict[str, Any]) -> None:
         """Write metadata, then results (the finished marker), then drop the resume checkpoint."""
         atomic_write_json(self.path(run_id) / "metadata.json", metadata)
-        atomic_write_json(self.path(run_id) / "results.json", results)
+        atomic_write_text(self.path(run_id) / "results.json", results_text(results))
         self.drop_checkpoint(run_id)
 
     def remove(self, run_id: str) -> None:
