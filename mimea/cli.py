@@ -17,8 +17,14 @@ from mimea.training.config import PROFILES as PROFILE_NAMES
 EXIT_INPUT_ERROR = 2
 
 
+_PYTHON_LITERALS = {"True": True, "False": False, "None": None}
+
+
 def _parse_value(text: str) -> Any:
-    """``key=value`` values: JSON when it parses (numbers, true/false, null, lists), else the plain string."""
+    """``key=value`` values: JSON when it parses (numbers, true/false, null, lists), else the plain string;
+    Python's ``True`` / ``False`` / ``None`` spellings are read as JSON's."""
+    if text in _PYTHON_LITERALS:
+        return _PYTHON_LITERALS[text]
     try:
         return json.loads(text)
     except json.JSONDecodeError:

@@ -98,3 +98,12 @@ def test_results_text_keeps_metrics_exact_and_the_curve_compact():
     assert back["curve"][0]["loss"] == float(f"{1 / 8:.7g}") and back["curve"][1]["loss"] != 1 / 9
     assert len(text.splitlines()) < 20                                                      # one line per epoch
     assert json.loads(results_text({"test": {}, "curve": []}))["curve"] == []
+
+
+def test_cli_values_read_json_and_python_literals():
+    from mimea.cli import parse_assignments
+
+    got = parse_assignments(["model_config.interaction=False", "model_config.fusion_span=None", "train.lr=1e-3",
+                             "model_config.fusion=mean", "model_config.dropout=true"])
+    assert got == {"model_config": {"interaction": False, "fusion_span": None, "fusion": "mean", "dropout": True},
+                   "train": {"lr": 1e-3}}
