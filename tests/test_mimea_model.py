@@ -316,3 +316,45 @@ def test_a_model_field_added_later_keeps_the_ids_of_earlier_runs():
     assert canonical(cfg) == canonical(earlier)
     other = {**cfg, "model_config": {**cfg["model_config"], "ot_target": "others"}}
     assert canonical(other) != canonical(cfg)
+
+
+def test_fusion_holdout_splits_what_trains_the_weights_from_what_trains_the_encoders():
+    pair = tiny_pair()
+    model = make(pair, fusion_holdout=0.5, transport="none", kl_weight=0.0).train()
+    model.prepare_training(pair.links)
+    held = model.fusion_rows[pair.links[:, 0]]
+    assert int(held.sum()) == 5                                     # half of the 10 links, by their KG1 entity
+    again = make(pair, fusion_holdout=0.5, transport="none", kl_weight=0.0)
+    again.prepare_training(pair.links)
+    assert torch.equal(again.fusion_rows, model.fusion_rows)        # a function of the links: a resume marks the same
+
+    fusion_params = {n for n, _ in model.named_parameters() if n.startswith("fusion.")}
+
+    def grads(links):
+        model.zero_grad(set_to_none=True)
+        loss, logs = model.loss(model(), links)
+        loss.backward()
+        return {n: p.grad for n, p in model.named_parameters()}, logs
+
+    only_held, logs = grads(pair.links[held])                       # held-out links: the weights learn, nothing else
+    assert "loss_fusion_holdout" in logs
+    assert any(only_held[n] is not None and only_held[n].abs().sum() > 0 for n in fusion_params)
+    assert all(g is None or float(g.abs().sum()) == 0 for n, g in only_held.items() if n not in fusion_params)
+    only_enc, logs = grads(pair.links[~held])                       # the others: the encoders learn, not the weights
+    assert "loss_fusion_holdout" not in logs
+    assert all(only_enc[n] is None or float(only_enc[n].abs().sum()) == 0 for n in fusion_params)
+    assert any(g is not None and float(g.abs().sum()) > 0 for n, g in only_enc.items() if n not in fusion_params)
+    # the trainer's batch forward renumbers the links into the batch's rows: the same split
+    for links, learns in ((pair.links[held], fusion_params), (pair.links[~held], None)):
+        model.zero_grad(set_to_none=True)
+        model.batch_loss(links)[0].backward()
+        for n, p in model.named_parameters():
+            moved = p.grad is not None and float(p.grad.abs().sum()) > 0
+            if learns is not None and n not in learns:
+                assert not moved, n                                 # held-out links move the fusion only
+            if learns is None and n in fusion_params:
+                assert not moved, n                                 # the other links never move it
+    model.eval()                                                    # evaluation: no hold-out split
+    assert "loss_fusion_holdout" not in model.loss(model(), pair.links)[1]
+    with pytest.raises(ValueError, match="fusion_holdout"):
+        MIMEA.Config(fusion_holdout=1.0)

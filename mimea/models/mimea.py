@@ -90,6 +90,8 @@ class MIMEA(AlignmentModel):
         prior_alpha: float = 1.0        # Beta prior of the KL (1, 1 = uniform)
         prior_beta: float = 1.0
         kl_weight: float = 0.01
+        fusion_holdout: float = 0.0     # share of the training links that train ONLY the fusion weights (their
+                                        # entities' encoders never see their own pair): 0 = every link trains all
         # (iii) optimal-transport modal alignment
         transport: str = "sinkhorn"     # sinkhorn | identity | none ("none" = w/o OT)
         ot_weight: float = 1.0
@@ -124,6 +126,11 @@ class MIMEA(AlignmentModel):
             for f in ("dim", "tau", "ot_eps", "ot_block", "ot_iters", "fusion_hidden", "prior_alpha", "prior_beta",
                       "beta_floor", "graph_layers", "graph_heads"):
                 _positive(f, getattr(self, f))
+            if not 0.0 <= self.fusion_holdout < 1.0:
+                raise ValueError(f"MIMEA config fusion_holdout={self.fusion_holdout}: must be in [0, 1)")
+            if self.fusion_holdout > 0 and self.fusion == "mean":
+                raise ValueError("MIMEA config fusion_holdout trains the fusion weights, and fusion='mean' has none; "
+                                 "set fusion_holdout=0")
             for f in ("kl_weight", "ot_weight", "dropout"):
                 if getattr(self, f) < 0:
                     raise ValueError(f"MIMEA config {f}={getattr(self, f)}: must be >= 0")
@@ -152,6 +159,8 @@ class MIMEA(AlignmentModel):
                                    floor=c.beta_floor, prior_alpha=c.prior_alpha, prior_beta=c.prior_beta,
                                    dropout=c.dropout, span=c.fusion_span)
         self.cl_uncertainty = UncertaintyWeighting(m) if c.cl_weighting == "uncertainty" else None
+        # entity -> its link is held out for the fusion (prepare_training); all False = no hold-out
+        self.register_buffer("fusion_rows", torch.zeros(pair.n_ent, dtype=torch.bool), persistent=False)
         self._protocol = {**encoder_protocol(pair, self.encoder),
                           "modalities_skipped": list(self.encoder.skipped),
                           "missing_modality": "masked (weight 0)"}
@@ -168,7 +177,22 @@ class MIMEA(AlignmentModel):
             joint=joint,
             modalities={n: tokens[:, i] for i, n in enumerate(names)},
             extras={"weights": out.weights, "weight_names": names, "alpha": out.alpha, "beta": out.beta,
-                    "kl": out.kl, "present": present, "tokens": tokens})
+                    "kl": out.kl, "present": present, "tokens": tokens, "index": index})
+
+    def prepare_training(self, train_links: Tensor) -> None:
+        """``fusion_holdout > 0``: mark that share of the training links (by their KG1 entity) as fusion-only.
+
+        A deterministic function of the links (a generator seeded by their content), so a resumed run marks the same.
+        """
+        self.fusion_rows.zero_()
+        share = self.config.fusion_holdout
+        if share <= 0 or len(train_links) < 2:
+            return
+        seed = int(torch.as_tensor(train_links).long().cpu().mul(torch.tensor([31, 17])).sum()) % (2**31)
+        gen = torch.Generator().manual_seed(seed)
+        n_out = max(1, int(round(share * len(train_links))))
+        rows = torch.randperm(len(train_links), generator=gen)[:n_out]
+        self.fusion_rows[train_links[rows.to(train_links.device), 0]] = True
 
     def _contrastive(self, emb: Embeddings, links: Tensor, logs: dict[str, float]) -> Tensor:
         c = self.config
@@ -233,7 +257,26 @@ class MIMEA(AlignmentModel):
             raise ValueError(f"links must be [B, 2], got {tuple(links.shape)}")
         c = self.config
         logs: dict[str, float] = {}
-        total = self._contrastive(emb, links, logs)
+        held = None
+        if self.training and c.fusion_holdout > 0:
+            index = emb.extras.get("index")          # batch forward: links are renumbered into these rows
+            held = self.fusion_rows[links[:, 0] if index is None else index[links[:, 0]]]
+        if held is not None:
+            # the encoders learn from the other links with the weights fixed; the weights learn from the held-out
+            # links with the embeddings, and the fusion's inputs, fixed (docs/method.md, fusion hold-out)
+            w, tokens = emb.extras["weights"], emb.extras["tokens"]
+            enc_view = Embeddings(joint=joint_embedding(w.detach(), tokens), modalities=emb.modalities,
+                                  extras=emb.extras)
+            total = self._contrastive(enc_view, links[~held], logs) if bool((~held).any()) else w.new_zeros(())
+            if bool(held.any()):
+                fus_w = self.fusion(tokens.detach(), emb.extras["present"]).weights
+                fus_joint = joint_embedding(fus_w, tokens.detach())
+                a, b = links[held, 0], links[held, 1]
+                fusion = info_nce(fus_joint[a], fus_joint[b], tau=c.tau, intra_negatives=c.intra_negatives)
+                logs["loss_fusion_holdout"] = float(fusion.detach())
+                total = total + fusion
+        else:
+            total = self._contrastive(emb, links, logs)
         logs["loss_cl"] = float(total.detach())
         if c.transport != "none":
             ot_sum = self._transport(emb, links, logs)

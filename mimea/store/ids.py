@@ -15,7 +15,8 @@ _ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, 
                 ("train", "warmup"): 0.0, ("train", "accumulate"): "none",
                 ("train", "schedule_epochs"): None}
 # The same for a model's own Config fields: (model, field) -> the value earlier runs implicitly had.
-_MODEL_ADDED_LATER = {("mimea", "ot_target"): "joint", ("mimea", "fusion_span"): None}
+_MODEL_ADDED_LATER = {("mimea", "ot_target"): "joint", ("mimea", "fusion_span"): None,
+                      ("mimea", "fusion_holdout"): 0.0}
 
 
 def canonical(config: dict[str, Any]) -> str:
