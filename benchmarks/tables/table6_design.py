@@ -62,6 +62,8 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
                f"a time), seed ratio {ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
                + " ".join(data_caption(ctx, ds) for ds in datasets))
     notes = variant_notes(ctx, specs, runs, used, datasets)
+    notes.append("The design study behind MIMEA's defaults (every variant tried, its validation metrics, the reading of "
+                 "each module): docs/design-log.md; the equations: docs/method.md.")
     title = TABLES[NUMBER].title + ("" if len(datasets) > 1 else f" ({dataset_label(ctx, datasets[0])})")
     return Table(NUMBER, title, caption, columns, [Group(t, rows) for t, rows in groups.items()], notes,
                  stub="Choice", bold_scope="group", replicates=ctx.replicates)
