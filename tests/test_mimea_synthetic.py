@@ -8,7 +8,7 @@ cl_weighting=uniform 0.218, interaction=False 0.227. The margin asked of "beats"
 seed (0, by construction: same seed, same numbers). The module switches are only asked to *change* the result: their
 measured effects (-0.002 to +0.018; plain-mean fusion is as good as the full model here) are within what one seed
 can tell apart, and the tables report them as mean ± std over replicates. Session 4 changed MIMEA's defaults
-(fusion_span=0.5, cl_weighting=balanced: docs/design-log.md); the assertions hold for them unchanged.
+(fusion_span=0.25, cl_weighting=balanced: docs/design-log.md); the assertions hold for them unchanged.
 """
 import pytest
 

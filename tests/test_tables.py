@@ -182,7 +182,7 @@ def test_ablation_and_design_tables(store):
         assert label in rows4 and all(c != "--" for c in rows4[label]), label
     md6 = _read(store, "table6.md")
     rows6 = _md_rows(md6)
-    for choice in ("fusion_span = 0.5 (ours)", "fusion_span = None (alternative)", "fusion = beta (ours)",
+    for choice in ("fusion_span = 0.25 (ours)", "fusion_span = 0.5 (alternative)", "fusion_span = None (alternative)", "fusion = beta (ours)",
                    "fusion = softmax (alternative)", "transport = sinkhorn (ours)",
                    "transport = identity (alternative)", "ot_target = joint (ours)", "ot_target = others (alternative)",
                    "cl_weighting = balanced (ours)", "cl_weighting = adaptive (alternative)",

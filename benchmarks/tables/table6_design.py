@@ -14,7 +14,7 @@ NUMBER = 6
 #: is MIMEA's default and runs with no override, so it is the same run as the full model of tables 2, 4 and 5.
 #: The design study behind them (validation only): docs/design-log.md.
 DESIGN: tuple[tuple[str, str, Any, tuple[tuple[Any, dict[str, Any]], ...]], ...] = (
-    ("Fusion weights", "fusion_span", 0.5, ((None, {}),)),
+    ("Fusion weights", "fusion_span", 0.25, ((0.5, {}), (None, {}))),
     ("Modality fusion", "fusion", "beta", (("softmax", {"fusion_span": None}),)),
     ("Unimodal-to-joint transport", "transport", "sinkhorn", (("identity", {}),)),
     ("Transport target", "ot_target", "joint", (("others", {}),)),

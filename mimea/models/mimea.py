@@ -85,8 +85,8 @@ class MIMEA(AlignmentModel):
         interaction: bool = True        # False = w/o interaction (removes the attention layer)
         fusion_hidden: int = 64         # hidden width of the alpha/beta MLP
         beta_floor: float = 0.1         # alpha, beta >= floor (> 0)
-        fusion_span: float | None = 0.5  # 0 < s <= 1: w ∝ 1 + s (2u - 1), bounded around uniform (design study,
-                                         # docs/design-log.md) | None: w ∝ u (session 2's design; collapsed)
+        fusion_span: float | None = 0.25  # 0 < s <= 1: w ∝ 1 + s (2u - 1), bounded around uniform (design study,
+                                          # docs/design-log.md) | None: w ∝ u (session 2's design; collapsed)
         prior_alpha: float = 1.0        # Beta prior of the KL (1, 1 = uniform)
         prior_beta: float = 1.0
         kl_weight: float = 0.01
