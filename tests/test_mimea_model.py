@@ -146,6 +146,17 @@ def test_loss_is_the_documented_sum_of_its_terms():
     assert math.isclose(float(loss_plain), logs_plain["loss_cl"], rel_tol=1e-6)
 
 
+def expected_cl(emb, links: torch.Tensor, tau: float, scale) -> torch.Tensor:
+    """Joint ICL + per-modality ICL weighted by ``scale(min(w_a, w_b))``, written out (independent of the model)."""
+    a, b = links[:, 0], links[:, 1]
+    w = emb.extras["weights"].detach()
+    expected = direct_icl(emb.joint[a], emb.joint[b], tau).mean()
+    for i, name in enumerate(("graph", "relation", "attribute", "image")):
+        conf = scale(torch.minimum(w[a, i], w[b, i]))
+        expected = expected + (conf * direct_icl(emb.modalities[name][a], emb.modalities[name][b], tau)).mean()
+    return expected
+
+
 def test_contrastive_loss_equals_a_direct_computation():
     pair = tiny_pair()
     links = pair.links[:5]
@@ -153,13 +164,9 @@ def test_contrastive_loss_equals_a_direct_computation():
     model = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="adaptive").eval()
     emb = model()
     loss, logs = model.loss(emb, links)
-    a, b = links[:, 0], links[:, 1]
-    w = emb.extras["weights"].detach()
-    expected = direct_icl(emb.joint[a], emb.joint[b], tau).mean()
-    for i, name in enumerate(("graph", "relation", "attribute", "image")):
-        conf = 4 * torch.minimum(w[a, i], w[b, i])
-        expected = expected + (conf * direct_icl(emb.modalities[name][a], emb.modalities[name][b], tau)).mean()
+    expected = expected_cl(emb, links, tau, lambda c: 4 * c)
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+    a, b = links[:, 0], links[:, 1]
     # uniform weighting: plain sum; uncertainty weighting starts equal to it (log-variances 0)
     uni = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="uniform").eval()
     unc = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="uncertainty").eval()
@@ -276,13 +283,7 @@ def test_balanced_weighting_divides_the_confidence_by_its_batch_mean():
     tau = 0.2
     model = make(pair, transport="none", kl_weight=0.0, tau=tau, cl_weighting="balanced").eval()
     emb = model()
-    a, b = links[:, 0], links[:, 1]
-    w = emb.extras["weights"].detach()
-    expected = direct_icl(emb.joint[a], emb.joint[b], tau).mean()
-    for i, name in enumerate(("graph", "relation", "attribute", "image")):
-        conf = torch.minimum(w[a, i], w[b, i])
-        conf = conf / conf.mean()
-        expected = expected + (conf * direct_icl(emb.modalities[name][a], emb.modalities[name][b], tau)).mean()
+    expected = expected_cl(emb, links, tau, lambda c: c / c.mean())
     torch.testing.assert_close(model.loss(emb, links)[0], expected, rtol=1e-5, atol=1e-5)
 
 
