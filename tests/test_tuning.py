@@ -25,6 +25,9 @@ from mimea.tuning.space import suggest
 ROOT = Path(__file__).resolve().parents[1]
 # A tiny training budget on a small synthetic pair (~650 entities): a trial is a few seconds.
 TINY = ["--set", "train.epochs=4", "train.eval_every=2", 'data.synthetic={"n_latent": 400}']
+#: Trials long enough (a few seconds each) that a poller on a loaded machine sees one RUNNING before the worker
+#: has finished the whole study: with TINY's 4 epochs a busy CI machine once saw none.
+KILLABLE = ["--set", "train.epochs=40", "train.eval_every=10", 'data.synthetic={"n_latent": 400}']
 
 
 def _model() -> str:
@@ -219,7 +222,7 @@ def test_killed_worker_trial_is_failed_and_a_rerun_completes(tmp_path):
     results = tmp_path / "results"
     storage = f"sqlite:///{tmp_path / 'killed.db'}"
     env = _env(MIMEA_TUNE_HEARTBEAT="1", MIMEA_TUNE_GRACE="2")
-    cmd = _tune_cmd(results, storage, "killed", n, *TINY)
+    cmd = _tune_cmd(results, storage, "killed", n, *KILLABLE)
     killed = _kill_mid_trial(cmd, env, tmp_path, storage, "killed")
 
     again = subprocess.run(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
