@@ -345,3 +345,19 @@ def test_tables_render_from_stored_records_without_the_data(tmp_path):
     other = [a if a != "train.epochs=2" else "train.epochs=3" for a in args]
     assert main([*other, "--out", str(tmp_path / "c"), "--no-train"]) == 0   # no record: nothing trained
     assert not list((tmp_path / "results" / "runs").glob("*nodata*"))
+
+
+def test_table4_notes_a_modality_the_runs_skipped(tmp_path):
+    """On data without image features the "w/o image" row would be the full model again: the note says so."""
+    from types import SimpleNamespace
+
+    from benchmarks.tables.table4_ablation import skipped_modality_notes
+
+    ctx = Context(data_dir=str(tmp_path), ratios=(0.2,))
+
+    def rec(ds, skipped):
+        return SimpleNamespace(spec=SimpleNamespace(dataset=ds), metadata={"protocol": {"modalities_skipped": skipped}})
+
+    notes = skipped_modality_notes(ctx, [rec("FBDB15K", ["image"]), rec("FBDB15K", []), rec("FBYG15K", [])])
+    assert len(notes) == 1 and "FB15K-DB15K" in notes[0] and "'w/o image'" in notes[0]
+    assert skipped_modality_notes(ctx, [rec("FBYG15K", None)]) == []

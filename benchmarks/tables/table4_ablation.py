@@ -43,6 +43,17 @@ def variants() -> list[tuple[str | None, str, dict[str, Any]]]:
     return out
 
 
+def skipped_modality_notes(ctx: Context, used: list[RunRecord]) -> list[str]:
+    """A note per dataset whose runs skipped a modality (no features of it): its "w/o" row is the full model."""
+    skipped: dict[str, set[str]] = {}
+    for r in used:
+        skipped.setdefault(r.spec.dataset, set()).update(
+            (r.metadata.get("protocol") or {}).get("modalities_skipped") or ())
+    return [f"{dataset_label(ctx, ds)}: MIMEA skipped the {', '.join(sorted(mods))} modality (the data have no "
+            f"features of it), so its 'w/o {'/'.join(sorted(mods))}' row would train the full model again; it is "
+            f"not a measurement of that modality." for ds, mods in sorted(skipped.items()) if mods]
+
+
 def _specs(ctx: Context) -> list[tuple[str | None, str, str, RunSpec]]:
     ratio = ctx.single_ratio()
     return [(group, label, ds, make_spec(ctx, OURS, ds, ratio, seed, ov))
@@ -62,6 +73,7 @@ def build(ctx: Context, runs: dict[str, RunRecord]) -> Table:
                f"{ratio_header(ctx.single_ratio())}; Hits@1, Hits@10, MRR on the test links. "
                + " ".join(data_caption(ctx, ds) for ds in datasets))
     notes = variant_notes(ctx, specs, runs, used, datasets)
+    notes += skipped_modality_notes(ctx, used)
     notes.append("The design study behind MIMEA's defaults (every variant tried, its validation metrics, the reading of "
                  "each module): docs/design-log.md; the equations: docs/method.md.")
     return Table(NUMBER, TABLES[NUMBER].title, caption, columns,
