@@ -52,6 +52,25 @@ def test_config_round_trip_and_stable_id():
     assert run_id(d2) != run_id(d)
 
 
+def test_a_models_code_revision_enters_the_run_id_and_is_not_a_setting(monkeypatch):
+    """A bumped REVISION gives new ids (runs of the earlier code are never reused as the new code's); revision 0
+    keeps the ids of runs stored before the field existed."""
+    from baselines.eva import EVA
+
+    monkeypatch.setattr(EVA, "REVISION", 0)
+    d0 = to_dict(resolve("eva", "cpu"))
+    assert d0["revision"] == 0
+    before = {k: v for k, v in d0.items() if k != "revision"}   # a config.json written before the field
+    assert run_id(before) == run_id(d0)
+    assert from_dict(before).revision == 0
+    monkeypatch.setattr(EVA, "REVISION", 2)
+    d2 = to_dict(resolve("eva", "cpu"))
+    assert d2["revision"] == 2 and run_id(d2) != run_id(d0)
+    assert to_dict(from_dict(json.loads(json.dumps(d2))))["revision"] == 2
+    with pytest.raises(KeyError, match="code revision"):
+        resolve("eva", "cpu", {"revision": 1})
+
+
 def test_store_marks_finished_only_after_results(tmp_path):
     store = RunStore(tmp_path)
     store.start("r1", {"a": 1})

@@ -53,6 +53,9 @@ class AlignmentModel(nn.Module):
     profile_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
     #: True when ``forward(index)`` returns rows ``index`` only and ``loss`` reads only the rows of its links.
     batch_forward: ClassVar[bool] = False
+    #: The code revision: bump it (with a line saying why) when a change alters what the model computes for the
+    #: same config, so the run store never reuses, resumes or tabulates a run of the earlier code as this one's.
+    REVISION: ClassVar[int] = 0
 
     def __init__(self, pair: MMKGPair, config: ModelConfig):
         super().__init__()

@@ -14,6 +14,8 @@ _NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), 
 _ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, ("train", "optimizer"): "adamw", ("train", "schedule"): "constant",
                 ("train", "warmup"): 0.0, ("train", "accumulate"): "none",
                 ("train", "schedule_epochs"): None}
+# Top-level keys added later, likewise: a model's code revision (RunConfig.revision; 0 before it existed).
+_TOP_ADDED_LATER = {"revision": 0}
 # The same for a model's own Config fields: (model, field) -> the value earlier runs implicitly had.
 _MODEL_ADDED_LATER = {("mimea", "ot_target"): "joint", ("mimea", "fusion_span"): None,
                       ("mimea", "fusion_holdout"): 0.0}
@@ -28,6 +30,9 @@ def canonical(config: dict[str, Any]) -> str:
     for (section, key), old in _ADDED_LATER.items():
         if isinstance(d.get(section), dict) and d[section].get(key, old) == old:
             d[section].pop(key, None)
+    for key, old in _TOP_ADDED_LATER.items():
+        if d.get(key, old) == old:
+            d.pop(key, None)
     mc = d.get("model_config")
     for (model, key), old in _MODEL_ADDED_LATER.items():
         if d.get("model") == model and isinstance(mc, dict) and mc.get(key, old) == old:

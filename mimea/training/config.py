@@ -96,6 +96,10 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0                       # initialisation seed (separate from the split seed)
     profile: str = "smoke"
+    #: The model's code revision (its class's ``REVISION``; set by :func:`resolve`, not a setting). A change
+    #: that alters what a model computes bumps it, so that runs of the earlier code get other ids and are never
+    #: reused, resumed or tabulated as if the new code had made them. 0 stays out of the id (earlier runs).
+    revision: int = 0
 
 
 #: Profiles: what each sets. ``model_train_defaults`` says whether the model's own
@@ -158,6 +162,8 @@ def resolve(model: str, profile: str = "smoke", overrides: dict[str, Any] | None
 
     if profile not in PROFILES:
         raise KeyError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}")
+    if overrides and "revision" in overrides:
+        raise KeyError("config key 'revision' is the model's code revision (its class's REVISION), not a setting")
     cls = registry.get(model)
     cfg = RunConfig(model=model, profile=profile)
     train_defaults = dict(getattr(cls, "train_defaults", {}) or {})
@@ -182,7 +188,7 @@ def resolve(model: str, profile: str = "smoke", overrides: dict[str, Any] | None
         mc = _merge(mc, profile_model, "model_config.")
     if model_overrides:
         mc = _merge(mc, model_overrides, "model_config.")
-    cfg = dataclasses.replace(cfg, model_config=dataclasses.asdict(mc))
+    cfg = dataclasses.replace(cfg, model_config=dataclasses.asdict(mc), revision=int(getattr(cls, "REVISION", 0)))
     from mimea.training.validate import check_config
 
     check_config(cfg)  # types and values of the whole tree: one-line ConfigError
@@ -199,7 +205,7 @@ def from_dict(d: dict[str, Any]) -> RunConfig:
         model=d["model"], model_config=dict(d.get("model_config", {})),
         data=DataConfig(**d.get("data", {})), split=SplitConfig(**d.get("split", {})),
         train=TrainConfig(**d.get("train", {})), eval=EvalConfig(**d.get("eval", {})),
-        seed=d.get("seed", 0), profile=d.get("profile", "smoke"),
+        seed=d.get("seed", 0), profile=d.get("profile", "smoke"), revision=d.get("revision", 0),
     )
 
 
