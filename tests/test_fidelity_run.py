@@ -52,3 +52,61 @@ def test_run_ours_smoke_on_synthetic(tmp_path):
     md = (out / "fidelity-eva.md").read_text()
     assert "--profile smoke --epochs 2" in md and "train.eval_every=1" in md
     assert (out / "fidelity-eva.png").is_file()
+
+
+def test_gcn_align_table_and_authors_evaluation_on_our_side(tmp_path, monkeypatch):
+    """GCN-Align: ours is evaluated with the authors' cityblock ranks; the table shows training seconds per epoch,
+    seconds per test and whether both sides used the same test links."""
+    import numpy as np
+    import torch
+
+    import mimea.evaluation.ranking as ranking
+    from benchmarks.fidelity import cityblock, ours_eval
+
+    emb = torch.randn(12, 4)
+    pairs = torch.tensor([[i, 6 + i] for i in range(6)])
+    got = ours_eval.cityblock_evaluate(emb, pairs)
+    x = emb.numpy()
+    want = cityblock.metrics(*cityblock.ranks_from_distance(
+        np.abs(x[pairs[:, 0].numpy(), None, :] - x[None, pairs[:, 1].numpy(), :]).sum(-1)))
+    assert got["l2r"] == pytest.approx(want["l2r"]) and got["r2l"] == pytest.approx(want["r2l"])
+    monkeypatch.setattr(ranking, "evaluate", ranking.evaluate)   # restored after the test
+    ours_eval.install(tmp_path / "csls.jsonl")
+    both = ranking.evaluate(emb, pairs, similarity="csls", csls_k=3, chunk_size=4)
+    assert both["l2r"] == pytest.approx(want["l2r"]) and "hits@1" in both["ours"]["l2r"]
+    assert json.loads((tmp_path / "csls.jsonl").read_text())["similarity"] == "csls"
+
+    ref = {**REF, "model": "gcn_align", "standin": None, "seconds_per_epoch": 0.4, "seconds_per_test": 20.0,
+           "evaluation": "cityblock", "split": "lineage", "test_sha1": "abc",
+           "curve": [{"epoch": e, "test": {"l2r": {"hits@1": 0.05, "hits@10": 0.17, "mrr": 0.09}}} for e in (25, 50)]}
+    ours = [{"epoch": 25, "test": {"hits@1": 0.06, "hits@10": 0.18, "mrr": 0.1}, "wall_s": 1.0}]
+    md = R.table("gcn_align", ref, ours, {"seconds_per_epoch": 1.0, "seconds_per_test": 25.0, "test_sha1": "abc"})
+    assert "no image features" in md and "(same test links)" in md
+    assert "| 25 | 0.0500 | 0.0600 |" in md and "| 50 | 0.0500 |  |" in md
+    assert "| seconds per epoch (median, training only) | 0.40 | 1.00 | 2.50 |" in md
+    assert "| seconds per test (median) | 20.0 | 25.0 | 1.25 |" in md
+    assert "DIFFERENT" in R.table("gcn_align", ref, ours, {"test_sha1": "xyz"})
+
+
+def test_our_seconds_per_test():
+    res = {"curve": [{"epoch": 1, "time_s": 1.0}, {"epoch": 2, "time_s": 2.0, "test": {}},
+                     {"epoch": 3, "time_s": 2.5}, {"epoch": 4, "time_s": 3.0},
+                     {"epoch": 5, "time_s": 10.5, "test": {}}]}
+    # steps after epoch 1: 1.0 (tested), 0.5, 0.5, 7.5 (tested): plain median 0.5, tests 0.5 and 7.0 -> 3.75
+    assert R.our_seconds_per_test(res) == pytest.approx(3.75)
+    assert R.our_seconds_per_epoch(res) == pytest.approx(1.0)   # median of every step: 1, 1, .5, .5, 7.5
+
+
+def test_recorded_commands_hold_no_absolute_path_of_this_machine(tmp_path):
+    """Committed references and tables name the project's interpreter ``python``, its files relative to the
+    repository and the scratch folder ``$SCRATCH``."""
+    import sys
+
+    from benchmarks.fidelity import authors as A
+
+    scratch = tmp_path / "scratch"
+    cmd = (f"/usr/bin/time -v {sys.executable} -m mimea.cli train --results {scratch}/fid/ours-store "
+           f"--data-dir {scratch}/data/mmkg --x {A.REPO_ROOT}/benchmarks/fidelity/shim.py --y {A.REPO_ROOT}/docs")
+    out = A.portable_command(cmd, scratch=scratch)
+    assert out == ("/usr/bin/time -v python -m mimea.cli train --results $SCRATCH/fid/ours-store "
+                   "--data-dir $SCRATCH/data/mmkg --x benchmarks/fidelity/shim.py --y docs")

@@ -110,14 +110,19 @@ def test_deterministic_given_seed_and_generator_state_saved():
 
 def test_functionality_weights_by_hand():
     # r0: 0->1, 0->2 (1 distinct head / 2 triples: fun 0.5, 2 tails: ifun 1.0); r1: 3->2 (fun = ifun = 1)
-    triples = torch.tensor([[0, 0, 1], [0, 0, 2], [3, 1, 2], [1, 0, 1]])  # the self loop is ignored
-    ei, w = functionality_edges(triples, 4)
+    ei, w = functionality_edges(torch.tensor([[0, 0, 1], [0, 0, 2], [3, 1, 2]]), 4)
     weight = {(int(s), int(d)): float(x) for s, d, x in zip(ei[0], ei[1], w)}
     assert weight[(1, 0)] == pytest.approx(1.0)   # t -> h carries ifun(r0)
     assert weight[(0, 1)] == pytest.approx(0.5)   # h -> t carries fun(r0)
     assert weight[(2, 3)] == pytest.approx(1.0) and weight[(3, 2)] == pytest.approx(1.0)
     assert all(weight[(i, i)] == pytest.approx(1.0) for i in range(4))
     assert len(weight) == 2 * 3 + 4
+    # a self-loop triple (1, r0, 1) adds no edge but counts in fun/ifun, as the authors' func/ifunc:
+    # r0 now has 3 triples, heads {0, 1}, tails {1, 2}: fun = ifun = 2/3
+    ei, w = functionality_edges(torch.tensor([[0, 0, 1], [0, 0, 2], [3, 1, 2], [1, 0, 1]]), 4)
+    weight = {(int(s), int(d)): float(x) for s, d, x in zip(ei[0], ei[1], w)}
+    assert len(weight) == 2 * 3 + 4 and weight[(1, 1)] == pytest.approx(1.0)
+    assert weight[(1, 0)] == pytest.approx(2 / 3) and weight[(0, 1)] == pytest.approx(2 / 3)
 
 
 def test_rejects_bad_config():

@@ -8,6 +8,9 @@ Published settings (the authors' shell scripts; see docs/fidelity.md for what ea
   run is the published one cut short; iterative learning would start at epoch 500).
 * EVA ``run_dbp15k.sh`` settings (EVA has no FB script) with ``--file_dir data/FBDB15K --rate 0.2 --seed 42
   --epochs N --check_point 1``.
+* GCN-Align README ``python train.py --lang zh_en`` with ``--lang NAME --epochs N`` (every other flag at its
+  ``train.py`` default: plain SGD lr 20, gamma 3, k 5, beta 0.9, SE 200-d, AE 100-d, dropout 0; no schedule).
+  The shim replaces their 30 % split by our lineage split at ``ratio`` and tests every ``test_every`` epochs.
 """
 from __future__ import annotations
 
@@ -25,13 +28,16 @@ HERE = Path(__file__).resolve().parent
 REPO_ROOT = HERE.parents[1]
 REFERENCE_DIR = HERE / "reference"
 
-REPOSITORIES = {"meaformer": "zjukg/MEAformer", "mclea": "lzxlin/MCLEA", "eva": "cambridgeltl/eva"}
+REPOSITORIES = {"meaformer": "zjukg/MEAformer", "mclea": "lzxlin/MCLEA", "eva": "cambridgeltl/eva",
+                "gcn_align": "1049451037/GCN-Align"}
 #: Commits the committed reference curves were measured at (git rev-parse HEAD of the fetched snapshot).
 COMMITS = {"meaformer": "a247a496625549be82a2a145f09cd8288ddf3712",
            "mclea": "6946d433a8bab2a1a7d8c88af046d74efa72f7b0",
-           "eva": "948ffbf3bf70cd3db1d3b8fcefc1660421d87a1f"}
+           "eva": "948ffbf3bf70cd3db1d3b8fcefc1660421d87a1f",
+           "gcn_align": "4fc90c438e5a609b96df03daff170fbcf03fde94"}
 SCRIPTS = {"meaformer": "run_meaformer.sh 1 FBDB15K norm 0.2 0", "mclea": "run_mmkb.sh 0 42 FB15K_DB15K 0.2",
-           "eva": "run_dbp15k.sh (settings; --file_dir data/FBDB15K --rate 0.2 --seed 42)"}
+           "eva": "run_dbp15k.sh (settings; --file_dir data/FBDB15K --rate 0.2 --seed 42)",
+           "gcn_align": "README: python train.py --lang zh_en (here --lang FBDB15K --epochs N; flags at defaults)"}
 
 
 def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float = 0.2) -> list[str]:
@@ -54,6 +60,8 @@ def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float =
                 "--bsize", "512", "--il", "--il_start", "500", "--semi_learn_step", "5", "--csls",
                 "--csls_k", "3", "--seed", "42", "--tau", "0.1", "--tau2", "4.0", "--structure_encoder", "gat",
                 "--img_dim", "100", "--attr_dim", "100", "--w_name", "--w_char"]
+    if model == "gcn_align":  # every other flag at train.py's default (the README's command)
+        return ["--lang", dataset, "--epochs", str(epochs)]
     if model == "eva":
         return ["--file_dir", f"data/{dataset}", "--rate", str(ratio), "--lr", ".0005", "--epochs", str(epochs),
                 "--hidden_units", "400,400,200", "--check_point", "1", "--bsize", "7500", "--il",
@@ -62,12 +70,16 @@ def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float =
 
 
 def shim_command(model: str, repo: Path, epochs: int, run_dir: Path, python: str, data_root: Path,
-                 workdir: Path, threads: int = 1, dataset: str = "FBDB15K", ratio: float = 0.2) -> list[str]:
+                 workdir: Path, threads: int = 1, dataset: str = "FBDB15K", ratio: float = 0.2,
+                 test_every: int = 1) -> list[str]:
     """The full command (``/usr/bin/time -v`` when present, the shim, their arguments)."""
     cmd = [python, str(HERE / "shim.py"), "--model", model, "--repo", str(repo), "--threads", str(threads),
            "--timing", str(run_dir / "timing.log"), "--stats", str(run_dir / "stats.json")]
     if model == "meaformer":
         cmd += ["--data-root", str(data_root.parent), "--stop-after", str(epochs)]  # data_root = .../mmkg
+    elif model == "gcn_align":
+        cmd += ["--cwd", str(workdir / model), "--ratio", str(ratio), "--split-seed", "42",
+                "--test-every", str(test_every)]
     else:
         cmd += ["--cwd", str(workdir / model)]
     cmd += ["--"] + their_args(model, epochs, dataset, ratio)
@@ -89,10 +101,12 @@ def git_commit(repo: Path) -> str | None:
 
 
 def run_authors(model: str, repo: Path, epochs: int, run_dir: Path, python: str, data_root: Path,
-                workdir: Path, threads: int = 1) -> Path:
+                workdir: Path, threads: int = 1, dataset: str = "FBDB15K", ratio: float = 0.2,
+                test_every: int = 1) -> Path:
     """Run their code through the shim (blocking); returns ``run_dir`` holding log.txt, timing.log, stats.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    cmd = shim_command(model, repo, epochs, run_dir, python, data_root, workdir, threads)
+    cmd = shim_command(model, repo, epochs, run_dir, python, data_root, workdir, threads, dataset, ratio,
+                       test_every)
     (run_dir / "command.txt").write_text(shlex.join(cmd) + "\n", encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": str(REPO_ROOT)}
@@ -134,24 +148,48 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
         cmd = portable_command(cmd, scratch=Path(repo).resolve().parent if repo else None)
     peak = time_v_peak_mib(run_dir / "log.txt")
     commit = (git_commit(repo) if repo else None) or COMMITS[model]
+    extra = {}
+    if model == "gcn_align":
+        timing = P.gcn_align_timing(run_dir / "timing.log")
+        extra = {"_seconds_per_epoch": timing["seconds_per_epoch"], "seconds_per_test": timing["seconds_per_test"],
+                 "test_sha1": timing["test_sha1"],
+                 "test_every": (curve[1]["epoch"] - curve[0]["epoch"]) if len(curve) > 1 else None,
+                 "evaluation": "their metrics.py:get_combine_hits(vec_se, vec_ae, beta=0.9): cdist cityblock on "
+                               "the raw [beta*SE, (1-beta)*AE], candidates the test pairs' other side; Hits@k as "
+                               "they print them, MR/MRR added by the shim from the same matrix",
+                 "split": "ours: lineage RandomState(42) permutation of ill_ent_ids, first int(n*ratio) train, no "
+                          "validation (mimea --profile authors); their 30 % split replaced in the shim"}
+    threads_env = ("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, tf.Session intra/inter-op threads 1"
+                   if model == "gcn_align" else "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)")
+    if model == "meaformer":
+        schedule = "first N epochs of the published 500-epoch cosine schedule (warm-up 75 steps)"
+    elif model == "gcn_align":
+        schedule = ("plain SGD lr 20, no schedule: a shorter run is the published 2000-epoch run cut short; "
+                    "seconds per epoch = training only (the tests every K epochs are timed separately)")
+    else:
+        schedule = "constant lr (no schedule): a shorter run is the published run cut short"
     return {
         "model": model, "dataset": dataset, "ratio": ratio,
         "authors": {"repository": REPOSITORIES[model], "commit": commit, "published_script": SCRIPTS[model]},
         "command": cmd,
-        "shim": "benchmarks/fidelity/shim.py (CPU patches, runpy; see its docstring)",
+        "shim": ("benchmarks/fidelity/shim.py (TF1 via tensorflow.compat.v1, our split, test hook; see its "
+                 "docstring)" if model == "gcn_align" else
+                 "benchmarks/fidelity/shim.py (CPU patches, runpy; see its docstring)"),
         "machine": {**machine(), "threads": stats.get("threads", 1),
-                    "env": "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)",
+                    "env": threads_env,
                     "loadavg_1min": stats.get("loadavg_1min"),
                     "shared": "other jobs ran on the same 2 cores; times are upper bounds"},
         "standin": standin,
-        "epochs": len(curve),
-        "schedule_note": ("first N epochs of the published 500-epoch cosine schedule (warm-up 75 steps)"
-                          if model == "meaformer" else "constant lr (no schedule): a shorter run is the "
-                          "published run cut short"),
-        "seconds_per_epoch": P.seconds_per_epoch(curve),
+        "epochs": curve[-1]["epoch"] if model == "gcn_align" and curve else len(curve),
+        "schedule_note": schedule,
+        "seconds_per_epoch": extra.pop("_seconds_per_epoch") if model == "gcn_align" else P.seconds_per_epoch(curve),
+        **extra,
         "peak_rss_mib": peak if peak is not None else stats.get("peak_rss_self_mib"),
-        "peak_rss_note": "/usr/bin/time -v maximum RSS of the training process (DataLoader workers, if any, are "
-                         f"separate: {stats.get('peak_rss_children_mib')} MiB)",
+        "peak_rss_note": ("/usr/bin/time -v maximum RSS of the training process (DataLoader workers, if any, are "
+                          f"separate: {stats.get('peak_rss_children_mib')} MiB)" if model != "gcn_align" else
+                          "/usr/bin/time -v maximum RSS of the training process (it starts no workers; the "
+                          f"children's {stats.get('peak_rss_children_mib')} MiB is a short-lived process that "
+                          "`import tensorflow` forks)"),
         "wall_s": stats.get("wall_s"), "stop_reason": stats.get("reason"),
         "curve": curve,
         "notes": notes,
@@ -166,7 +204,9 @@ def portable_command(cmd: str, scratch: Path | None = None) -> str:
     out = re.sub(r"/\S*?/benchmarks/fidelity/", "benchmarks/fidelity/", cmd)
     if scratch is not None:
         out = out.replace(str(scratch), "$SCRATCH")
-    return out
+    out = out.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")
+    # the project's own interpreter (the authors' lies in $SCRATCH by now): plain ``python``
+    return re.sub(rf"(?<!\S){re.escape(sys.executable)}(?!\S)", "python", out)
 
 
 def reference_path(model: str, dataset: str = "FBDB15K", ratio: float = 0.2) -> Path:

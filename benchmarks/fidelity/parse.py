@@ -10,6 +10,12 @@ wall-clock times). Lines parsed:
   time of epoch K), ``[epoch K] checkpoint!`` then ``l2r: acc of top [1, 10, 50] = [...], mr = X, mrr = Y,
   time = T s`` and ``r2l: ...``.
 
+* GCN-Align (``train.py`` through the shim): ``Epoch: 0001 AE_train_loss= L SE_train_loss= L`` per epoch;
+  ``metrics.py:get_hits`` prints ``For each left:`` / ``For each right:`` then ``Hits@k: P%``; after each such
+  block the shim prints ``[fidelity-shim] cityblock epoch=N view=SE+AE | l2r hits@1=.. mr=.. mrr=.. | r2l ...
+  | time=T`` (MR/MRR from the same matrix; ``view=SE``: their final SE-only test). The curve holds the ``SE+AE``
+  tests (their headline) with THEIR printed Hits@k (``P / 100``) and the shim's MR/MRR.
+
 ``epoch`` in the output counts completed epochs (1-based); their own 0-based index is kept as ``their_epoch``.
 """
 from __future__ import annotations
@@ -127,7 +133,118 @@ def parse_mclea_eva(path: str | Path) -> list[dict]:
     return _finish({ep: r for ep, r in records.items() if r["test"]})
 
 
-PARSERS = {"meaformer": parse_meaformer, "mclea": parse_mclea_eva, "eva": parse_mclea_eva}
+_GA_EPOCH = re.compile(r"^Epoch: (?P<ep>\d+) AE_train_loss= (?P<ae>" + _NUM + r"|nan|inf) SE_train_loss= (?P<se>"
+                       + _NUM + r"|nan|inf)")
+_GA_HITS = re.compile(r"^Hits@(?P<k>\d+): (?P<p>" + _NUM + r")%")
+_GA_SHIM = re.compile(r"\[fidelity-shim\] cityblock epoch=(?P<ep>\d+) view=(?P<view>\S+) \| (?P<rest>.*)$")
+_GA_SPLIT = re.compile(r"\[fidelity-shim\] split: .*test_sha1=(?P<sha>[0-9a-f]+)")
+
+
+def _ga_shim_metrics(rest: str) -> tuple[dict, float | None]:
+    out, seconds = {}, None
+    for part in rest.split(" | "):
+        head, _, kv = part.partition(" ")
+        if head in ("l2r", "r2l"):
+            out[head] = {k: float(v) for k, v in (x.split("=", 1) for x in kv.split())}
+        elif head.startswith("time="):
+            seconds = float(head.split("=", 1)[1])
+    return out, seconds
+
+
+def parse_gcn_align(path: str | Path) -> list[dict]:
+    """GCN-Align's curve (see the module docstring); each record also has ``train_s`` (median training seconds
+    of the epochs since the previous record, the test excluded), ``test_s`` and ``loss`` (AE + SE)."""
+    epoch_t: dict[int, float] = {}
+    losses: dict[int, float] = {}
+    tests: dict[tuple[int, str], dict] = {}
+    test_s: dict[int, float] = {}
+    printed: dict[str, dict] = {}
+    direction = None
+    start = None
+    for t, line in read_lines(path):
+        if start is None and _GA_SPLIT.search(line):
+            start = t
+        e = _GA_EPOCH.search(line)
+        if e:
+            ep = int(e.group("ep"))
+            losses[ep] = float(e.group("ae")) + float(e.group("se"))
+            if t is not None:
+                epoch_t[ep] = t
+            continue
+        if line.startswith("For each left:"):
+            direction, printed = "l2r", {"l2r": {}, "r2l": {}}
+            continue
+        if line.startswith("For each right:"):
+            direction = "r2l"
+            continue
+        h = _GA_HITS.search(line)
+        if h and direction:
+            printed[direction][f"hits@{h.group('k')}"] = round(float(h.group("p")) / 100, 6)
+            continue
+        s = _GA_SHIM.search(line)
+        if s:
+            shim, seconds = _ga_shim_metrics(s.group("rest"))
+            ep, view = int(s.group("ep")), s.group("view")
+            rec = {}
+            for d in ("l2r", "r2l"):
+                theirs = printed.get(d) or {}
+                rec[d] = {**{k: v for k, v in shim.get(d, {}).items() if k.startswith("hits@")}, **theirs,
+                          **{k: shim[d][k] for k in ("mr", "mrr") if k in shim.get(d, {})}}
+            rec["mean"] = {k: round((rec["l2r"][k] + rec["r2l"][k]) / 2, 6) for k in rec["l2r"] if k in rec["r2l"]}
+            tests[(ep, view)] = rec
+            if seconds is not None:
+                test_s[ep] = test_s.get(ep, 0.0) + seconds if view == "SE+AE" else test_s.get(ep, 0.0)
+            direction, printed = None, {}
+    # training seconds of epoch n: from the previous epoch line (or the end of loading) to its own, minus the
+    # test the shim ran in between (a periodic test sits before "Epoch: n"; the final one after the last line)
+    train_s: dict[int, float] = {}
+    prev = start
+    last = max(epoch_t) if epoch_t else 0
+    for ep in sorted(epoch_t):
+        if prev is not None:
+            train_s[ep] = round(epoch_t[ep] - prev - (test_s.get(ep, 0.0) if ep != last else 0.0), 4)
+        prev = epoch_t[ep]
+    out, prev_ep = [], 0
+    for ep in sorted({ep for ep, view in tests if view == "SE+AE"}):
+        block = sorted(v for k, v in train_s.items() if prev_ep < k <= ep and k > 1) or \
+            sorted(v for k, v in train_s.items() if prev_ep < k <= ep)
+        rec = {"epoch": ep, "their_epoch": ep - 1, "test": tests[(ep, "SE+AE")],
+               "loss": losses.get(ep), "train_s": block[len(block) // 2] if block else None,
+               "test_s": test_s.get(ep)}
+        if (ep, "SE") in tests:
+            rec["test_se_only"] = tests[(ep, "SE")]
+        out.append(rec)
+        prev_ep = ep
+    return out
+
+
+def gcn_align_timing(path: str | Path) -> dict:
+    """``{"seconds_per_epoch": median training seconds of an epoch (epoch 1 excluded), "seconds_per_test": median
+    seconds of one SE+AE test, "test_sha1": of the test links the shim used}`` from a GCN-Align timing log."""
+    epoch_t, tests, sha = {}, [], None
+    for t, line in read_lines(path):
+        e = _GA_EPOCH.search(line)
+        if e and t is not None:
+            epoch_t[int(e.group("ep"))] = t
+        s = _GA_SHIM.search(line)
+        if s and s.group("view") == "SE+AE":
+            tests.append((int(s.group("ep")), _ga_shim_metrics(s.group("rest"))[1]))
+        sp = _GA_SPLIT.search(line)
+        if sp:
+            sha = sp.group("sha")
+    test_at = {ep: sec for ep, sec in tests if sec is not None}
+    last = max(epoch_t) if epoch_t else 0
+    eps = sorted(epoch_t)
+    diffs = [epoch_t[b] - epoch_t[a] - (test_at.get(b, 0.0) if b != last else 0.0) for a, b in zip(eps, eps[1:])]
+    med = lambda v: (sorted(v)[len(v) // 2] if len(v) % 2 else sum(sorted(v)[len(v) // 2 - 1:len(v) // 2 + 1]) / 2) \
+        if v else None  # noqa: E731
+    return {"seconds_per_epoch": None if med(diffs) is None else round(med(diffs), 4),
+            "seconds_per_test": None if med(list(test_at.values())) is None else round(med(list(test_at.values())), 3),
+            "test_sha1": sha}
+
+
+PARSERS = {"meaformer": parse_meaformer, "mclea": parse_mclea_eva, "eva": parse_mclea_eva,
+           "gcn_align": parse_gcn_align}
 
 
 def parse(model: str, path: str | Path) -> list[dict]:

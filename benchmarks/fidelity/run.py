@@ -1,7 +1,7 @@
 """Compare the authors' per-epoch test curve with ours: a Markdown table and a PNG figure.
 
-    python benchmarks/fidelity/run.py --model meaformer|mclea|eva --epochs N [--data-dir ROOT]
-        [--authors-code SCRATCH/REPO --authors-python VENV/bin/python] [--reference] [--out DIR]
+    python benchmarks/fidelity/run.py --model meaformer|mclea|eva|gcn_align --epochs N [--data-dir ROOT]
+        [--authors-code SCRATCH/REPO --authors-python VENV/bin/python] [--reference] [--test-every K] [--out DIR]
 
 * Authors' side: with ``--authors-code`` (and without ``--reference``) their code runs through the shim
   (``benchmarks/fidelity/shim.py``) at their published settings for ``--epochs`` epochs, test every epoch, on
@@ -12,6 +12,13 @@
   --epochs N --set train.eval_every=1`` (``--our-profile``, ``--our-args`` change it), timed with
   ``/usr/bin/time -v``; its ``results.json`` curve is read by :func:`read_our_curve` (the one place to adapt if
   the record layout changes). ``--ours-results FILE`` reads an existing results.json instead of training.
+* GCN-Align (``--model gcn_align``): their TensorFlow 1 ``train.py`` through the shim (a venv with TensorFlow 2,
+  whose ``compat.v1`` it runs on), on ``--data-dir`` = any root with ``NAME/norm`` (no images: no stand-in
+  needed; ``standin.link_gcn_align`` makes their ``data/NAME`` layout under ``--workdir``), split replaced by ours,
+  tested every ``--test-every`` epochs with their ``get_combine_hits``. Ours runs through
+  ``benchmarks/fidelity/ours_eval.py`` (the same CLI command, the test evaluation replaced by the authors'
+  cityblock protocol, ``model_config.joint_normalize=false``), ``train.eval_every=K``. The table's seconds per
+  epoch are training only; a test's seconds are a row of their own.
 * Output: ``OUT/fidelity-<model>.md`` (per-epoch test H@1/H@10/MRR of both, seconds per epoch, peak RSS, ratios)
   and ``OUT/fidelity-<model>.png`` (test H@1 per epoch, both curves).
 """
@@ -76,20 +83,47 @@ def our_seconds_per_epoch(results: dict) -> float | None:
     return _median([b - a for a, b in zip([0.0] + ts[:-1], ts)])
 
 
+def our_seconds_per_test(results: dict) -> float | None:
+    """Median seconds a test adds to an epoch: a tested record's ``time_s`` step minus the median step."""
+    recs = [r for r in results.get("curve") or [] if r.get("time_s") is not None]
+    steps = [(b["time_s"] - a["time_s"], "test" in b) for a, b in zip([{"time_s": 0.0}] + recs[:-1], recs)]
+    plain = _median([d for d, tested in steps[1:] if not tested])
+    tested = [d - plain for d, t in steps[1:] if t] if plain is not None else []
+    return _median(tested)
+
+
 #: What our side needs to be the authors' run cut short: MEAformer's published run keeps its 500-epoch cosine
 #: schedule when the shim stops it after N epochs, so ours keeps that horizon too.
-OUR_SETTINGS: dict[str, tuple[str, ...]] = {"meaformer": ("train.schedule_epochs=500",)}
+OUR_SETTINGS: dict[str, tuple[str, ...]] = {"meaformer": ("train.schedule_epochs=500",),
+                                             # the authors' joint [beta*SE, (1-beta)*AE] (evaluation only)
+                                             "gcn_align": ("model_config.joint_normalize=false",)}
+#: Models whose test evaluation on our side is replaced by the authors' (``benchmarks/fidelity/ours_eval.py``).
+OURS_WITH_AUTHORS_EVAL = ("gcn_align",)
 
 
-def run_ours(args, out: Path) -> tuple[dict, float | None, str]:
-    """Train ours through the CLI; returns (results.json, peak RSS MiB from /usr/bin/time, the command)."""
+def _scratch_of(args) -> Path | None:
+    """The scratch folder the recorded commands name ``$SCRATCH``: the one holding the authors' checkout, else the
+    one holding ``--out`` (outside the repository)."""
+    if getattr(args, "authors_code", None) is not None:
+        return Path(args.authors_code).resolve().parent
+    out = Path(args.out).resolve()
+    return None if A.REPO_ROOT in (out, *out.parents) else out.parent
+
+
+def run_ours(args, out: Path) -> tuple[dict, float | None, str, Path]:
+    """Train ours through the CLI; returns (results.json, peak RSS MiB from /usr/bin/time, the command, its path)."""
     store = out / "ours-store"
-    cmd = [args.our_python, "-m", "mimea.cli", "train", "--model", args.model, "--dataset", args.dataset,
+    entry = ["-m", "mimea.cli"]
+    if args.model in OURS_WITH_AUTHORS_EVAL:
+        entry = ["-m", "benchmarks.fidelity.ours_eval", "--csls-log", str(out / "ours-csls.jsonl")]
+        (out / "ours-csls.jsonl").unlink(missing_ok=True)
+    cmd = [args.our_python, *entry, "train", "--model", args.model, "--dataset", args.dataset,
            "--ratio", str(args.ratio), "--profile", args.our_profile, "--epochs", str(args.epochs),
            "--results", str(store), "--no-progress", "--force"]
     if args.data_dir:
         cmd += ["--data-dir", str(args.data_dir)]
-    cmd += ["--set", "train.eval_every=1", *OUR_SETTINGS.get(args.model, ())] + shlex.split(args.our_args or "")
+    cmd += ["--set", f"train.eval_every={args.test_every}", *OUR_SETTINGS.get(args.model, ())]
+    cmd += shlex.split(args.our_args or "")
     if Path("/usr/bin/time").exists():
         cmd = ["/usr/bin/time", "-v"] + cmd
     env = {**os.environ, "PYTHONPATH": str(A.REPO_ROOT), "OMP_NUM_THREADS": str(args.threads),
@@ -103,8 +137,17 @@ def run_ours(args, out: Path) -> tuple[dict, float | None, str]:
     found = [p for p in store.rglob("results.json") if p.stat().st_mtime >= t0 - 1]
     if not found:
         raise SystemExit(f"our run wrote no results.json under {store}; see {log}")
-    res = json.loads(max(found, key=lambda p: p.stat().st_mtime).read_text(encoding="utf-8"))
-    return res, A.time_v_peak_mib(log), shlex.join(cmd)
+    path = max(found, key=lambda p: p.stat().st_mtime)
+    res = json.loads(path.read_text(encoding="utf-8"))
+    return res, A.time_v_peak_mib(log), shlex.join(cmd), path
+
+
+def our_test_sha1(run_dir: Path) -> str | None:
+    """``meta.test_sha1`` of the run's ``split.json`` (the test links ours used), if the run folder has one."""
+    f = Path(run_dir) / "split.json"
+    if not f.is_file():
+        return None
+    return (json.loads(f.read_text(encoding="utf-8")).get("meta") or {}).get("test_sha1")
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -128,11 +171,20 @@ def table(model: str, ref: dict, ours: list[dict] | None, ours_meta: dict) -> st
     theirs = {r["epoch"]: r for r in ref["curve"]}
     mine = {r["epoch"]: r for r in ours or []}
     epochs = sorted(set(theirs) | set(mine))
+    images = (f"stand-in image features seed {ref['standin'].get('seed')}" if ref.get("standin") else
+              "no image features (the model reads none)")
     lines = [f"# Fidelity: {model} on {ref['dataset']} ({int(ref['ratio'] * 100)} % seeds), test, l2r", "",
-             f"Authors: {ref['authors']['repository']} @ `{ref['authors']['commit'][:12]}`; stand-in image "
-             f"features seed {(ref.get('standin') or {}).get('seed')}. {ref.get('schedule_note', '')}", "",
-             "| epoch | authors H@1 | ours H@1 | authors H@10 | ours H@10 | authors MRR | ours MRR |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
+             f"Authors: {ref['authors']['repository']} @ `{ref['authors']['commit'][:12]}`; {images}. "
+             f"{ref.get('schedule_note', '')}", ""]
+    if ref.get("evaluation"):
+        ours_eval = ("; ours: the same ranks of our [beta*SE, (1-beta)*AE] (benchmarks/fidelity/ours_eval.py, "
+                     "model_config.joint_normalize=false)" if model in OURS_WITH_AUTHORS_EVAL else "")
+        lines += [f"Evaluation, authors: {ref['evaluation']}{ours_eval}. Split: {ref.get('split')}"
+                  + (f"; authors' test_sha1 `{ref.get('test_sha1')}`, ours `{ours_meta['test_sha1']}`"
+                     f" ({'same' if ref.get('test_sha1') == ours_meta.get('test_sha1') else 'DIFFERENT'} test links)"
+                     if ours_meta.get("test_sha1") else "") + ".", ""]
+    lines += ["| epoch | authors H@1 | ours H@1 | authors H@10 | ours H@10 | authors MRR | ours MRR |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
     for ep in epochs:
         t = P_test(theirs.get(ep))
         o = (mine.get(ep) or {}).get("test") or {}
@@ -140,10 +192,15 @@ def table(model: str, ref: dict, ours: list[dict] | None, ours_meta: dict) -> st
     s_t = ref.get("seconds_per_epoch")
     s_o = ours_meta.get("seconds_per_epoch") or _median(r.get("wall_s") for r in ours or [])
     r_t, r_o = ref.get("peak_rss_mib"), ours_meta.get("peak_rss_mib")
+    train_only = ref.get("seconds_per_test") is not None
+    what = "median, training only" if train_only else "median, train + test"
     lines += ["", "| | authors | ours | ours / authors |", "|---|---:|---:|---:|",
-              f"| seconds per epoch (median, train + test) | {_fmt(s_t, 1)} | {_fmt(s_o, 1)} | "
-              f"{_fmt(_ratio(s_t, s_o), 2)} |",
-              f"| peak RSS (MiB) | {_fmt(r_t, 0)} | {_fmt(r_o, 0)} | {_fmt(_ratio(r_t, r_o), 2)} |", "",
+              f"| seconds per epoch ({what}) | {_fmt(s_t, 2 if train_only else 1)} | "
+              f"{_fmt(s_o, 2 if train_only else 1)} | {_fmt(_ratio(s_t, s_o), 2)} |"]
+    if train_only:
+        q_t, q_o = ref.get("seconds_per_test"), ours_meta.get("seconds_per_test")
+        lines.append(f"| seconds per test (median) | {_fmt(q_t, 1)} | {_fmt(q_o, 1)} | {_fmt(_ratio(q_t, q_o), 2)} |")
+    lines += [f"| peak RSS (MiB) | {_fmt(r_t, 0)} | {_fmt(r_o, 0)} | {_fmt(_ratio(r_t, r_o), 2)} |", "",
               f"Authors' machine: {ref.get('machine', {}).get('cpu')}, {ref.get('machine', {}).get('threads')} "
               f"thread(s). Authors' command: `{ref.get('command')}`"]
     if ours_meta.get("command"):
@@ -183,7 +240,8 @@ def figure(model: str, ref: dict, ours: list[dict] | None, path: Path, ours_meta
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("test H@1 (l2r)")
-    ax.set_title(f"{model}, {ref['dataset']} {int(ref['ratio'] * 100)} % seeds, stand-in images")
+    ax.set_title(f"{model}, {ref['dataset']} {int(ref['ratio'] * 100)} % seeds, "
+                 + ("stand-in images" if ref.get("standin") else "no images"))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -208,13 +266,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--standin-seed", type=int, default=0, help="recorded with the authors' run")
     ap.add_argument("--workdir", type=Path, default=None, help="MCLEA/EVA layouts (default OUT/work)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--test-every", type=int, default=1, help="test every K epochs (ours: train.eval_every=K; theirs: GCN-Align only, the "
+                    "others' published scripts test every epoch)")
     ap.add_argument("--our-python", default=sys.executable)
     ap.add_argument("--our-profile", default="authors")
     ap.add_argument("--our-args", default="", help="extra arguments for our train command (one string)")
     ap.add_argument("--ours-results", type=Path, default=None, help="an existing results.json (no training)")
+    ap.add_argument("--ours-log", type=Path, default=None,
+                    help="with --ours-results: that run's ours.log (its /usr/bin/time -v peak RSS)")
     ap.add_argument("--skip-ours", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("fidelity-out"))
     args = ap.parse_args(argv)
+    if args.test_every < 1:
+        ap.error(f"--test-every must be >= 1, got {args.test_every}")
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
@@ -224,9 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         meta_file = args.data_dir / args.dataset / "extra" / "dataset.json"
         stand = json.loads(meta_file.read_text()).get("standin") if meta_file.is_file() else None
         workdir = args.workdir or out / "work"
-        standin.link_layouts(args.data_dir, args.dataset, workdir)
+        if args.model == "gcn_align":
+            try:
+                standin.link_gcn_align(args.data_dir, args.dataset, workdir)
+            except FileNotFoundError as exc:
+                ap.error(str(exc))
+            stand = None  # GCN-Align reads no images
+        else:
+            standin.link_layouts(args.data_dir, args.dataset, workdir)
         run_dir = A.run_authors(args.model, args.authors_code.resolve(), args.epochs, out / f"authors-{args.model}",
-                                args.authors_python, args.data_dir.resolve(), workdir.resolve(), args.threads)
+                                args.authors_python, args.data_dir.resolve(), workdir.resolve(), args.threads,
+                                args.dataset, args.ratio, args.test_every)
         ref = A.make_reference(args.model, run_dir, args.authors_code, stand, args.dataset, args.ratio)
         A.write_reference(ref, out / f"authors-{args.model}.json")
         if args.record:
@@ -238,11 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     ours, meta = None, {}
     if args.ours_results is not None:
         res = json.loads(args.ours_results.read_text(encoding="utf-8"))
-        ours, meta = read_our_curve(res), {"seconds_per_epoch": our_seconds_per_epoch(res)}
+        ours, meta = read_our_curve(res), {"seconds_per_epoch": our_seconds_per_epoch(res),
+                                           "seconds_per_test": our_seconds_per_test(res),
+                                           "test_sha1": our_test_sha1(args.ours_results.parent)}
+        if args.ours_log is not None:
+            meta["peak_rss_mib"] = A.time_v_peak_mib(args.ours_log)
     elif not args.skip_ours:
-        res, peak, cmd = run_ours(args, out)
-        ours, meta = read_our_curve(res), {"peak_rss_mib": peak, "command": cmd,
-                                           "seconds_per_epoch": our_seconds_per_epoch(res)}
+        res, peak, cmd, path = run_ours(args, out)
+        ours, meta = read_our_curve(res), {"peak_rss_mib": peak,
+                                           "command": A.portable_command(cmd, scratch=_scratch_of(args)),
+                                           "seconds_per_epoch": our_seconds_per_epoch(res),
+                                           "seconds_per_test": our_seconds_per_test(res),
+                                           "test_sha1": our_test_sha1(path.parent)}
         if not ours:
             print("warning: our results.json has no per-epoch test records (needs --profile authors)",
                   file=sys.stderr)

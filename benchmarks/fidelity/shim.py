@@ -1,7 +1,8 @@
 """Thin launch shim: run an author's entry point unchanged on a CPU-only machine, and measure it.
 
-    python benchmarks/fidelity/shim.py --model meaformer|mclea|eva --repo SCRATCH/REPO [--cwd DIR]
-        [--data-root DIR] [--stop-after N] [--threads 1] [--timing FILE] [--stats FILE] -- THEIR ARGS...
+    python benchmarks/fidelity/shim.py --model meaformer|mclea|eva|gcn_align --repo SCRATCH/REPO [--cwd DIR]
+        [--data-root DIR] [--stop-after N] [--threads 1] [--timing FILE] [--stats FILE]
+        [--ratio R --split-seed S --test-every K] -- THEIR ARGS...
 
 What it does, and nothing else (their files are never copied or edited):
 
@@ -17,6 +18,29 @@ What it does, and nothing else (their files are never copied or edited):
   raises IndexError when there are fewer (FBDB15K has 341). The wrapper calls it with ``topA = number of distinct
   attributes`` and pads the matrix with zero columns back to 1,000, which is exactly what MCLEA's fixed
   ``load_attr`` returns (same column order, same width, so ``att_fc = nn.Linear(1000, 100)`` is unchanged).
+* GCN-Align (``train.py``, TensorFlow 1; run in a venv with TensorFlow 2's ``tensorflow.compat.v1``, no torch):
+
+  - ``import tensorflow as tf`` gets a module whose attributes are ``tensorflow.compat.v1``'s (after
+    ``disable_v2_behavior()``; ``__path__`` stays the real package's, so TensorFlow's own lazy submodule imports
+    work). Their code uses ``tf.app.flags``, ``tf.Session``, placeholders, ``tf.train.GradientDescentOptimizer``
+    and ``tf.summary.histogram``: all in ``compat.v1``; no ``tf.contrib``. ``tf.Session`` gets a config with
+    ``--threads`` intra- and inter-op threads.
+  - ``utils.py`` imports ``scipy.sparse.linalg.eigen.arpack.eigsh`` (gone in SciPy >= 1.12; used only by
+    ``chebyshev_polynomials``, which ``train.py`` never calls): the name is provided from ``scipy.sparse.linalg``.
+  - Split: ``utils.load_data`` runs unchanged (its ``np.random.shuffle`` still draws from their seeded global
+    RandomState, so the negatives that follow are theirs), then its train/test links are replaced by the lineage
+    split of ``ref_ent_ids`` in file order, :func:`lineage_links` (``RandomState(--split-seed).permutation(n)``,
+    first ``int(n // 1 * --ratio)`` train, the rest test): the links ``mimea``'s ``--profile authors`` run
+    trains and tests on (``split.val_fraction=0``). The test links' sha1 (as ``mimea``'s ``split.json``
+    ``meta.test_sha1``) is printed.
+  - Test curve: ``Session.run`` counts their training steps (two ``[opt_op, loss]`` fetches per epoch, AE then
+    SE); after every ``--test-every``-th epoch (not the last: their own test follows it) the shim computes
+    ``model_ae.outputs`` / ``model_se.outputs`` as their final test does and calls THEIR
+    ``get_combine_hits(vec_se, vec_ae, FLAGS.beta, test)``. ``metrics.get_hits`` is wrapped: it runs unchanged
+    (its printed Hits@k are theirs) and the shim keeps the ``cdist`` matrix it built to add MR/MRR
+    (``benchmarks/fidelity/cityblock.py``), printed as one ``[fidelity-shim] cityblock epoch=N view=SE+AE ...``
+    line (``view=SE`` for their final SE-only test). The shim imports ``benchmarks.fidelity.cityblock`` (numpy and
+    scipy only), so ``PYTHONPATH`` holds the repository root (``authors.run_authors`` sets it).
 * ``kill -TERM <shim pid>`` stops a run early and still writes ``--stats`` (the curve so far stays usable).
 * Measures: every output line is copied, with seconds since start, to ``--timing`` (``<t>\\t<line>``); at exit
   ``--stats`` gets JSON with wall time, peak RSS of this process and of its children (DataLoader workers), via
@@ -35,7 +59,8 @@ import sys
 import time
 from pathlib import Path
 
-SCRIPTS = {"meaformer": ("main.py", "."), "mclea": ("src/run.py", "src"), "eva": ("src/run_dbp15k.py", "src")}
+SCRIPTS = {"meaformer": ("main.py", "."), "mclea": ("src/run.py", "src"), "eva": ("src/run_dbp15k.py", "src"),
+           "gcn_align": ("train.py", ".")}
 
 
 class StopRun(SystemExit):
@@ -152,6 +177,150 @@ def patch_eva() -> None:
     Load.load_attr = load_attr
 
 
+def lineage_links(links: list, ratio: float, seed: int = 42) -> tuple[list, list]:
+    """``(train, test)``: ``mimea``'s lineage split (``mimea/data/splits.py``, ``val_fraction=0``) of ``links``
+    in file order: ``RandomState(seed).permutation(n)``, the first ``int(n // 1 * ratio)`` train, the rest test."""
+    import numpy as np
+
+    if not 0.0 < ratio < 1.0:
+        raise ValueError(f"ratio must be in (0, 1), got {ratio}")
+    n = len(links)
+    if n == 0:
+        raise ValueError("no alignment links to split")
+    order = np.random.RandomState(seed).permutation(n)
+    n_seed = int(n // 1 * ratio)
+    return [tuple(links[i]) for i in order[:n_seed]], [tuple(links[i]) for i in order[n_seed:]]
+
+
+def links_sha1(links: list) -> str:
+    """``mimea.data.splits._digest``: sha1 of the int64 ``[n, 2]`` array, first 16 hex digits."""
+    import hashlib
+
+    import numpy as np
+
+    return hashlib.sha1(np.ascontiguousarray(np.asarray(links, dtype=np.int64).reshape(-1, 2)).tobytes()
+                        ).hexdigest()[:16]
+
+
+def patch_tf1(threads: int) -> None:
+    """``import tensorflow as tf`` -> ``tensorflow.compat.v1`` (v2 behaviour off), sessions on ``threads``."""
+    import importlib
+    import types
+
+    import tensorflow as real
+    import tensorflow.compat.v1 as v1
+
+    v1.disable_v2_behavior()
+
+    class Session(v1.Session):
+        hooks: list = []
+
+        def __init__(self, target="", graph=None, config=None):
+            if config is None:
+                config = v1.ConfigProto(intra_op_parallelism_threads=threads,
+                                        inter_op_parallelism_threads=threads)
+            super().__init__(target, graph, config)
+
+        def run(self, fetches, *a, **k):
+            out = super().run(fetches, *a, **k)
+            for hook in Session.hooks:
+                hook(self, fetches)
+            return out
+
+    tf = types.ModuleType("tensorflow", "tensorflow.compat.v1 for TF1 code (benchmarks/fidelity/shim.py)")
+    tf.__path__ = list(real.__path__)
+    tf.__getattr__ = lambda name: getattr(v1, name)  # PEP 562: everything else is compat.v1's
+    tf.Session = Session
+    tf.__version__ = real.__version__
+    sys.modules["tensorflow"] = tf
+    try:
+        importlib.import_module("scipy.sparse.linalg.eigen.arpack")  # SciPy < 1.12 has it
+    except ImportError:
+        import scipy.sparse.linalg as sla
+
+        arpack = types.ModuleType("scipy.sparse.linalg.eigen.arpack")
+        arpack.eigsh = sla.eigsh
+        sys.modules["scipy.sparse.linalg.eigen.arpack"] = arpack
+
+
+def patch_gcn_align(ratio: float, split_seed: int, test_every: int | None, marks: list) -> None:
+    """Their split replaced by ours, their ``get_hits`` given MRR, and a test every ``test_every`` epochs."""
+    import numpy as np
+    import scipy.spatial.distance as ssd
+
+    import metrics  # their metrics.py, utils.py (sys.path has the repo; tf is already compat.v1)
+    import utils
+
+    from benchmarks.fidelity import cityblock
+
+    load = utils.load_data
+
+    def load_data(dataset_str):
+        adj, ae_input, train, test = load(dataset_str)   # unchanged: reads everything, shuffles their way
+        links = utils.loadfile("data/" + dataset_str + "/ref_ent_ids", 2)
+        ours_train, ours_test = lineage_links(links, ratio, split_seed)
+        print(f"[fidelity-shim] split: lineage (RandomState({split_seed}) permutation, first int(n*{ratio}) "
+              f"train) of {len(links)} links: train {len(ours_train)}, test {len(ours_test)} "
+              f"(theirs would be {len(train)}/{len(test)}), test_sha1={links_sha1(ours_test)}", flush=True)
+        return adj, ae_input, np.array(ours_train), ours_test
+
+    utils.load_data = load_data
+
+    state = {"epoch": 0, "steps": 0, "view": None}
+    get_hits, get_combine_hits = metrics.get_hits, metrics.get_combine_hits
+
+    def hits_with_mrr(vec, test_pair, top_k=(1, 10, 50, 100)):
+        kept = []
+        cdist = ssd.cdist
+
+        def keep(*a, **k):
+            kept.append(cdist(*a, **k))
+            return kept[-1]
+
+        t0 = time.monotonic()
+        ssd.cdist = keep
+        try:
+            out = get_hits(vec, test_pair, top_k)       # theirs, unchanged: prints their Hits@k
+        finally:
+            ssd.cdist = cdist
+        if kept:
+            m = cityblock.metrics(*cityblock.ranks_from_distance(kept[-1]), ks=tuple(top_k))
+            print(cityblock.format_line(state["epoch"], state["view"] or "SE", m, time.monotonic() - t0),
+                  flush=True)
+        return out
+
+    def combine_with_view(se_vec, ae_vec, beta, test_pair, top_k=(1, 10, 50, 100)):
+        state["view"] = "SE+AE"
+        try:
+            return get_combine_hits(se_vec, ae_vec, beta, test_pair, top_k)
+        finally:
+            state["view"] = None
+
+    metrics.get_hits = hits_with_mrr              # `from metrics import *` in train.py copies these
+    metrics.get_combine_hits = combine_with_view
+
+    def after_run(sess, fetches):
+        if not (isinstance(fetches, list) and len(fetches) == 2 and type(fetches[0]).__name__ == "Operation"):
+            return
+        state["steps"] += 1
+        if state["steps"] % 2:                     # AE step; the SE step ends the epoch
+            return
+        state["epoch"] += 1
+        marks.append(time.monotonic())
+        g = sys.modules["__main__"].__dict__        # their train.py's globals (runpy's temporary __main__)
+        if not test_every or state["epoch"] % test_every or state["epoch"] >= g["FLAGS"].epochs:
+            return
+        feed_ae = g["construct_feed_dict"](g["ae_input"], g["support"], g["ph_ae"])
+        feed_se = g["construct_feed_dict"](1.0, g["support"], g["ph_se"])
+        vec_ae = sess.run(g["model_ae"].outputs, feed_dict=feed_ae)
+        vec_se = sess.run(g["model_se"].outputs, feed_dict=feed_se)
+        print(f"[fidelity-shim] test after epoch {state['epoch']}: their get_combine_hits(beta={g['FLAGS'].beta})",
+              flush=True)
+        g["get_combine_hits"](vec_se, vec_ae, g["FLAGS"].beta, g["test"])
+
+    sys.modules["tensorflow"].Session.hooks.append(after_run)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--" in argv:
@@ -166,6 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-root", default=None, help="MEAformer: the folder holding mmkg/")
     ap.add_argument("--stop-after", type=int, default=None, help="MEAformer: stop after N epochs")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--ratio", type=float, default=0.2, help="GCN-Align: the seed ratio of our lineage split")
+    ap.add_argument("--split-seed", type=int, default=42, help="GCN-Align: seed of the lineage shuffle")
+    ap.add_argument("--test-every", type=int, default=None, help="GCN-Align: test every K epochs (and at the end)")
     ap.add_argument("--timing", type=Path, default=None)
     ap.add_argument("--stats", type=Path, default=None)
     args = ap.parse_args(ours)
@@ -184,7 +356,13 @@ def main(argv: list[str] | None = None) -> int:
     marks: list[float] = []
     load: list[float] = []
     _start_load_sampler(load)
-    patch_cpu(args.threads)
+    if args.test_every is not None and args.test_every < 1:
+        ap.error(f"--test-every must be >= 1, got {args.test_every}")
+    if args.model == "gcn_align":
+        patch_tf1(args.threads)
+        patch_gcn_align(args.ratio, args.split_seed, args.test_every, marks)
+    else:
+        patch_cpu(args.threads)
     if args.model == "meaformer":
         patch_meaformer(args.data_root, args.stop_after, marks)
     elif args.model == "eva":

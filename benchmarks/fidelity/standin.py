@@ -124,6 +124,26 @@ def link_layouts(root: Path, name: str, workdir: Path) -> dict[str, Path]:
     return {"mclea": mclea, "eva": eva}
 
 
+#: GCN-Align's ``utils.py:load_data`` reads ``data/<lang>/`` + these DBP15K names; the MMKG ``norm`` names they link to.
+GCN_ALIGN_FILES = {"ent_ids_1": "ent_ids_1", "ent_ids_2": "ent_ids_2", "triples_1": "triples_1",
+                   "triples_2": "triples_2", "training_attrs_1": "training_attrs_1",
+                   "training_attrs_2": "training_attrs_2", "ref_ent_ids": "ill_ent_ids"}
+
+
+def link_gcn_align(root: Path, name: str, workdir: Path) -> Path:
+    """Symlink ``ROOT/NAME/norm`` into GCN-Align's layout: ``workdir/gcn_align/data/NAME/`` with DBP15K names
+    (``ref_ent_ids`` -> ``ill_ent_ids``; no images needed, so any root with ``NAME/norm`` works). Their
+    ``train.py --lang NAME`` then runs with ``workdir/gcn_align`` as its working directory; returns that folder."""
+    norm = (Path(root) / name / "norm").resolve()
+    missing = [src for src in GCN_ALIGN_FILES.values() if not (norm / src).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{norm}: missing {', '.join(missing)} (GCN-Align needs the MMKG norm files)")
+    work = Path(workdir) / "gcn_align"
+    for theirs, ours in GCN_ALIGN_FILES.items():
+        _symlink(norm / ours, work / "data" / name / theirs)
+    return work
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", type=Path, required=True, help="dataset folder with norm/ and extra/image_index_*")
