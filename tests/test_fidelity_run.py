@@ -110,3 +110,14 @@ def test_recorded_commands_hold_no_absolute_path_of_this_machine(tmp_path):
     out = A.portable_command(cmd, scratch=scratch)
     assert out == ("/usr/bin/time -v python -m mimea.cli train --results $SCRATCH/fid/ours-store "
                    "--data-dir $SCRATCH/data/mmkg --x benchmarks/fidelity/shim.py --y docs")
+
+
+def test_an_interpreter_inside_the_repository_is_still_plain_python(monkeypatch):
+    """CI's interpreter lies in the clone (.nox/tests/bin/python): it is named ``python``, not by a path."""
+    import sys
+
+    from benchmarks.fidelity import authors as A
+
+    exe = str(A.REPO_ROOT / ".nox" / "tests" / "bin" / "python")
+    monkeypatch.setattr(sys, "executable", exe)
+    assert A.portable_command(f"{exe} -m mimea.cli train --out {A.REPO_ROOT}/x") == "python -m mimea.cli train --out x"

@@ -201,12 +201,12 @@ def portable_command(cmd: str, scratch: Path | None = None) -> str:
     scratch folder (where their checkout and virtualenv lie) as ``$SCRATCH``; no absolute path of this machine."""
     import re
 
-    out = re.sub(r"/\S*?/benchmarks/fidelity/", "benchmarks/fidelity/", cmd)
+    # first the project's own interpreter (wherever it lies, the repository included): plain ``python``
+    out = re.sub(rf"(?<!\S){re.escape(sys.executable)}(?!\S)", "python", cmd)
+    out = re.sub(r"/\S*?/benchmarks/fidelity/", "benchmarks/fidelity/", out)
     if scratch is not None:
         out = out.replace(str(scratch), "$SCRATCH")
-    out = out.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")
-    # the project's own interpreter (the authors' lies in $SCRATCH by now): plain ``python``
-    return re.sub(rf"(?<!\S){re.escape(sys.executable)}(?!\S)", "python", out)
+    return out.replace(f"{REPO_ROOT}/", "").replace(str(REPO_ROOT), ".")
 
 
 def reference_path(model: str, dataset: str = "FBDB15K", ratio: float = 0.2) -> Path:
