@@ -24,11 +24,16 @@ def ranks_from_distance(dist: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray
     if dist.ndim != 2 or dist.shape[0] != dist.shape[1] or dist.shape[0] == 0:
         raise ValueError(f"expected a non-empty square distance matrix, got shape {dist.shape}")
     n = dist.shape[0]
-    gold = dist[np.arange(n), np.arange(n)]
+    return _count(((a, dist[a:a + chunk]) for a in range(0, n, chunk)), dist[np.arange(n), np.arange(n)])
+
+
+def _count(blocks, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ranks from row blocks ``(first row, distances [rows, n])`` of the distance matrix and its diagonal ``gold``:
+    per row and per column, the candidates strictly closer than the gold."""
+    n = len(gold)
     l2r = np.empty(n, dtype=np.int64)
     r2l = np.zeros(n, dtype=np.int64)
-    for a in range(0, n, chunk):
-        block = dist[a:a + chunk]
+    for a, block in blocks:
         l2r[a:a + len(block)] = (block < gold[a:a + len(block), None]).sum(axis=1)
         r2l += (block < gold[None, :]).sum(axis=0)
     return l2r, r2l
@@ -49,13 +54,7 @@ def ranks(left: np.ndarray, right: np.ndarray, chunk: int = 1024) -> tuple[np.nd
                          f"{right.shape}")
     n = left.shape[0]
     gold = np.array([cdist(left[i:i + 1], right[i:i + 1], metric="cityblock")[0, 0] for i in range(n)])
-    l2r = np.empty(n, dtype=np.int64)
-    r2l = np.zeros(n, dtype=np.int64)
-    for a in range(0, n, chunk):
-        block = cdist(left[a:a + chunk], right, metric="cityblock")
-        l2r[a:a + len(block)] = (block < gold[a:a + len(block), None]).sum(axis=1)
-        r2l += (block < gold[None, :]).sum(axis=0)
-    return l2r, r2l
+    return _count(((a, cdist(left[a:a + chunk], right, metric="cityblock")) for a in range(0, n, chunk)), gold)
 
 
 def metrics(rank_l2r: np.ndarray, rank_r2l: np.ndarray, ks=KS) -> dict:

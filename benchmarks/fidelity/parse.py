@@ -21,6 +21,7 @@ wall-clock times). Lines parsed:
 from __future__ import annotations
 
 import re
+import statistics
 from pathlib import Path
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
@@ -151,6 +152,20 @@ def _ga_shim_metrics(rest: str) -> tuple[dict, float | None]:
     return out, seconds
 
 
+def _ga_train_seconds(epoch_t: dict[int, float], test_s: dict[int, float], start: float | None) -> dict[int, float]:
+    """Training seconds of epoch n: from the previous epoch line (or ``start``, the end of loading) to its own,
+    minus the test the shim ran in between (a periodic test sits before "Epoch: n"; the final one after the last
+    line). Without ``start`` the first epoch has none."""
+    train_s: dict[int, float] = {}
+    prev = start
+    last = max(epoch_t) if epoch_t else 0
+    for ep in sorted(epoch_t):
+        if prev is not None:
+            train_s[ep] = round(epoch_t[ep] - prev - (test_s.get(ep, 0.0) if ep != last else 0.0), 4)
+        prev = epoch_t[ep]
+    return train_s
+
+
 def parse_gcn_align(path: str | Path) -> list[dict]:
     """GCN-Align's curve (see the module docstring); each record also has ``train_s`` (median training seconds
     of the epochs since the previous record, the test excluded), ``test_s`` and ``loss`` (AE + SE)."""
@@ -195,15 +210,7 @@ def parse_gcn_align(path: str | Path) -> list[dict]:
             if seconds is not None:
                 test_s[ep] = test_s.get(ep, 0.0) + seconds if view == "SE+AE" else test_s.get(ep, 0.0)
             direction, printed = None, {}
-    # training seconds of epoch n: from the previous epoch line (or the end of loading) to its own, minus the
-    # test the shim ran in between (a periodic test sits before "Epoch: n"; the final one after the last line)
-    train_s: dict[int, float] = {}
-    prev = start
-    last = max(epoch_t) if epoch_t else 0
-    for ep in sorted(epoch_t):
-        if prev is not None:
-            train_s[ep] = round(epoch_t[ep] - prev - (test_s.get(ep, 0.0) if ep != last else 0.0), 4)
-        prev = epoch_t[ep]
+    train_s = _ga_train_seconds(epoch_t, test_s, start)
     out, prev_ep = [], 0
     for ep in sorted({ep for ep, view in tests if view == "SE+AE"}):
         block = sorted(v for k, v in train_s.items() if prev_ep < k <= ep and k > 1) or \
@@ -233,13 +240,9 @@ def gcn_align_timing(path: str | Path) -> dict:
         if sp:
             sha = sp.group("sha")
     test_at = {ep: sec for ep, sec in tests if sec is not None}
-    last = max(epoch_t) if epoch_t else 0
-    eps = sorted(epoch_t)
-    diffs = [epoch_t[b] - epoch_t[a] - (test_at.get(b, 0.0) if b != last else 0.0) for a, b in zip(eps, eps[1:])]
-    med = lambda v: (sorted(v)[len(v) // 2] if len(v) % 2 else sum(sorted(v)[len(v) // 2 - 1:len(v) // 2 + 1]) / 2) \
-        if v else None  # noqa: E731
-    return {"seconds_per_epoch": None if med(diffs) is None else round(med(diffs), 4),
-            "seconds_per_test": None if med(list(test_at.values())) is None else round(med(list(test_at.values())), 3),
+    diffs = list(_ga_train_seconds(epoch_t, test_at, None).values())   # epoch 1 excluded: no start
+    return {"seconds_per_epoch": round(statistics.median(diffs), 4) if diffs else None,
+            "seconds_per_test": round(statistics.median(test_at.values()), 3) if test_at else None,
             "test_sha1": sha}
 
 
