@@ -58,6 +58,9 @@ class MSNEA(AlignmentModel):
     """TransE + visual TransE, visually guided attribute attention, Siamese alignment per modality and joint."""
 
     name: ClassVar[str] = "msnea"
+    #: 1: the authors' attention padding and missing-image handling became the defaults (side-by-side run with
+    #: their main.py, docs/fidelity.md section 6); runs of revision 0 keep their ids.
+    REVISION: ClassVar[int] = 1
     # Authors' config.json: Adam lr 1e-3 (no weight decay), batch 5000, max 200 epochs.
     train_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 5000, "epochs": 200}
     #: cpu profile: an epoch is ~96 steps of ~1.7 s on FBDB15K (one core) -> 2 epochs (benchmarks/bench_epoch.py).
@@ -74,6 +77,20 @@ class MSNEA(AlignmentModel):
         attribute_values: bool | None = None
         triple_swap: bool = True        # the authors' supervised triple swap across seed pairs (prepare_training)
         share_seed_attributes: bool = True  # each seed pair gets the union of both attribute sets (theirs)
+        # "authors": model.py:AttrEncoder's softmax(logits * mask): every entity has max_num slots, the ones it
+        # lacks are pad keys fc2([name(0); sigmoid(0)]) with logit 0 (an entity without attributes gets the pad
+        # key); "own": a softmax over the entity's own attributes, a zero row without any
+        attention_padding: str = "authors"
+        # "authors": an entity without an image reads its image row like any other (a zero row under missing
+        # image policy "mask" -> normalize(fc(0)) = the projection's bias direction, as their zero ResNet vector):
+        # it guides the attention, enters the joint, and its triples stay in the visual TransE; "fallback": its
+        # relational embedding guides, its visual part is zero (policy "mask"), its triples leave the visual TransE
+        missing_visual: str = "authors"
+
+        def __post_init__(self):
+            for key, allowed in (("attention_padding", ("authors", "own")), ("missing_visual", ("authors", "fallback"))):
+                if getattr(self, key) not in allowed:
+                    raise ValueError(f"MSNEA config {key}={getattr(self, key)!r}: choose one of {', '.join(allowed)}")
 
     def __init__(self, pair: MMKGPair, config: "MSNEA.Config"):
         super().__init__(pair, config)
@@ -105,7 +122,9 @@ class MSNEA(AlignmentModel):
         self.register_buffer("kg2", pair.kg2.long(), persistent=False)
         self.zero_missing_visual = pair.provenance.get("missing_image_policy", "mask") == "mask"
         self._protocol = encoder_protocol(pair, self.encoder, attribute_values=self.uses_values)
-        self._protocol.update({"triple_swap": config.triple_swap, "seed_attribute_union": config.share_seed_attributes})
+        self._protocol.update({"triple_swap": config.triple_swap, "seed_attribute_union": config.share_seed_attributes,
+                               "attention_padding": config.attention_padding,
+                               "missing_visual": config.missing_visual})
 
     def prepare_training(self, train_links: Tensor) -> None:
         """The authors' seed-dependent data (kgs.py): every triple of a seed entity copied with its counterpart
@@ -131,9 +150,15 @@ class MSNEA(AlignmentModel):
         """(attribute embedding ``[N, d]``, attention ``[N, A]``) with each entity's query ``guide[n]``; with
         ``index``, the rows of those entities only (``guide`` is then ``[K, d]``).
 
-        Attention is a softmax over the entity's own attributes (rows of entities without attributes are zero).
+        ``attention_padding="own"``: a softmax over the entity's own attributes (rows of entities without
+        attributes are zero). ``"authors"``: their ``softmax(logits * mask)`` over ``max_num`` slots (``max_num``
+        = the most attributes any entity has): the ``max_num - n`` slots an entity lacks hold the pad key
+        ``fc2([name(0); sigmoid(0)])`` (``name(0)``: the name encoder of an all-zero row, their ``fc1`` of the
+        zero BERT row) with logit 0 (not ``<guide, pad key>``: their mask multiplies the logit), computed here as one extra column with logit ``log(max_num - n)``; the
+        returned attention has ``A + 1`` columns, the last the pad slots' total weight.
         """
-        x = self.encoder.feature("attribute")
+        full = self.encoder.feature("attribute")
+        x = full
         values = self.att_values
         if index is not None:
             x = x[index]
@@ -143,16 +168,31 @@ class MSNEA(AlignmentModel):
         w = self.attr_fc.weight
         keys = names @ w[:, :d].t() + self.attr_fc.bias                         # [A, d]: fc2([name; .])
         logits = guide @ keys.t()                                                # [N, A]
+        u = w[:, d:].sum(dim=1) if values is not None else None                 # fc2 on a repeated scalar
         if values is not None:
-            u = w[:, d:].sum(dim=1)                                              # fc2 on a repeated scalar
             logits = logits + values * (guide @ u).unsqueeze(1)
         has = x > 0
-        some = has.any(dim=1, keepdim=True)
-        logits = logits.masked_fill(~has & some, float("-inf"))                  # softmax over own attributes
-        alpha = torch.softmax(logits, dim=1) * some                              # no attribute: zero row
-        out = alpha @ keys
+        if self.config.attention_padding == "own":
+            some = has.any(dim=1, keepdim=True)
+            logits = logits.masked_fill(~has & some, float("-inf"))              # softmax over own attributes
+            alpha = torch.softmax(logits, dim=1) * some                          # no attribute: zero row
+            out = alpha @ keys
+            if values is not None:
+                out = out + (alpha * values).sum(dim=1, keepdim=True) * u
+            return out, alpha
+        n_pad = (int((full > 0).sum(dim=1).max()) - has.sum(dim=1, keepdim=True)).to(logits.dtype)
+        pad_name = self.encoder.encode("attribute", self.att_onehot.new_zeros(1, self.att_onehot.size(1)))
+        pad_key = pad_name @ w[:, :d].t() + self.attr_fc.bias                   # [1, d]
         if values is not None:
-            out = out + (alpha * values).sum(dim=1, keepdim=True) * u
+            pad_key = pad_key + 0.5 * u                                          # sigmoid(0) of the pad value
+        # a pad slot's logit is 0 (their logits * mask), its key the pad key: n_pad slots = one column, log(n_pad)
+        pad_logit = torch.where(n_pad > 0, n_pad.clamp(min=1).log(), torch.full_like(n_pad, float("-inf")))
+        logits = torch.cat([logits.masked_fill(~has, float("-inf")), pad_logit], dim=1)
+        alpha = torch.softmax(logits, dim=1)                                     # [N, A + 1]
+        own = alpha[:, :-1]
+        out = own @ keys + alpha[:, -1:] * pad_key
+        if values is not None:
+            out = out + (own * values).sum(dim=1, keepdim=True) * u
         return out, alpha
 
     def forward(self, index: Tensor | None = None) -> Embeddings:
@@ -165,9 +205,13 @@ class MSNEA(AlignmentModel):
         guide = rel
         if self.has_image:
             vis = F.normalize(embs["image"], dim=-1)
-            real = (self.encoder.img_mask if index is None else self.encoder.img_mask[index]).unsqueeze(1)
-            guide = torch.where(real, vis, rel)
-            out["image"] = vis * real if self.zero_missing_visual else vis
+            if self.config.missing_visual == "authors":
+                guide = vis
+                out["image"] = vis
+            else:
+                real = (self.encoder.img_mask if index is None else self.encoder.img_mask[index]).unsqueeze(1)
+                guide = torch.where(real, vis, rel)
+                out["image"] = vis * real if self.zero_missing_visual else vis
         att, alpha = self.attribute_attention(guide, index)
         out["attribute"] = att
         joint = F.normalize(torch.cat(list(out.values()), dim=1), dim=-1)
@@ -204,6 +248,8 @@ class MSNEA(AlignmentModel):
         if self.has_image:
             real = self.encoder.img_mask
             keep = real[h] & real[t] & real[h_neg] & real[t_neg]
+            if self.config.missing_visual == "authors":
+                keep = torch.ones_like(keep)
             if keep.any():
                 ents = torch.stack([h, t, h_neg, t_neg])[:, keep]
                 iw = F.normalize(self.visual_head(self.encoder.feature("image")[ents]), dim=-1)

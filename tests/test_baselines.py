@@ -220,7 +220,7 @@ def test_meaformer_joint_is_weighted_concat_of_normalised_unimodal(pair):
 
 
 def test_msnea_attention_sums_to_one_and_follows_the_visual_embedding(pair):
-    model = _model(MSNEA, pair).eval()
+    model = _model(MSNEA, pair, attention_padding="own", missing_visual="fallback").eval()
     has_att = model.encoder.feature("attribute").gt(0)
     real = model.encoder.img_mask
     emb = model()
@@ -235,6 +235,62 @@ def test_msnea_attention_sums_to_one_and_follows_the_visual_embedding(pair):
     moved = (alpha2 - alpha).abs().sum(1)
     assert moved[several & real].min() > 0                           # guided by the visual embedding
     assert moved[~real].max() == 0                                   # no real image: relational guide
+
+
+def _authors_attr_encoder(model, guide, x, values):
+    """Their model.py:AttrEncoder.forward, slot by slot: max_num slots per entity, own (name, value) pairs first,
+    pad slots (name row 0, value 0) after; logits sum(e * i) * mask; softmax over all max_num slots."""
+    d = model.config.dim
+    w, b = model.attr_fc.weight, model.attr_fc.bias
+    names = model.encoder.encode("attribute", torch.cat([x.new_zeros(1, x.size(1)), torch.eye(x.size(1))]))
+    has = x > 0
+    max_num = int(has.sum(1).max())
+    out = []
+    for n in range(x.size(0)):
+        own = torch.nonzero(has[n]).flatten().tolist()
+        a = [j + 1 for j in own] + [0] * (max_num - len(own))
+        v = [float(values[n, j]) if values is not None else 0.0 for j in own] + [0.0] * (max_num - len(own))
+        mask = torch.tensor([1.0] * len(own) + [0.0] * (max_num - len(own)))
+        e_v = torch.sigmoid(torch.tensor(v)).unsqueeze(1).repeat(1, d)
+        # fc2([fc1(name); sigmoid(v)]); without values (protocol B) ours is fc2(fc1(name))
+        e = (torch.cat([names[a], e_v], dim=1) if values is not None else names[a]) @ w.t() + b
+        alpha = torch.softmax((e * guide[n]).sum(-1) * mask, dim=0)
+        out.append((alpha.unsqueeze(1) * e).sum(0))
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("with_values", [False, True])
+def test_msnea_authors_attention_padding_equals_their_slot_by_slot_encoder(pair, with_values):
+    p = dataclasses.replace(pair)
+    if with_values:
+        p.att_values = torch.randn(pair.att_features.shape) * pair.att_features
+    model = _model(MSNEA, p, attribute_values=with_values).eval()   # defaults: the authors' padding and guide
+    x = model.encoder.feature("attribute")
+    guide = torch.randn(x.size(0), model.config.dim)
+    with torch.no_grad():
+        out, alpha = model.attribute_attention(guide)
+        values = model.att_values if with_values else None
+        # their values enter as sigmoid(v); ours holds sigmoid(v) already: undo it for the reference
+        raw = torch.logit(values.clamp(1e-6, 1 - 1e-6)) if values is not None else None
+        expected = _authors_attr_encoder(model, guide, x, raw)
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert torch.allclose(alpha.sum(1), torch.ones(x.size(0)), atol=1e-5)
+    none = ~(x > 0).any(1)
+    if none.any():                                                    # no attribute: the pad key alone
+        assert torch.allclose(alpha[none, -1], torch.ones(int(none.sum())))
+
+
+def test_msnea_authors_missing_visual_reads_the_zero_image_row(pair):
+    model = _model(MSNEA, pair).eval()
+    real = model.encoder.img_mask
+    assert (~real).any()
+    emb = model()
+    bias = torch.nn.functional.normalize(model.encoder.features["image"].net.bias, dim=0)
+    assert torch.allclose(emb.modalities["image"][~real], bias.expand(int((~real).sum()), -1), atol=1e-6)
+    fallback = _model(MSNEA, pair, missing_visual="fallback").eval()()
+    assert (fallback.modalities["image"][~real] == 0).all()
+    with pytest.raises(ValueError, match="missing_visual"):
+        _model(MSNEA, pair, missing_visual="zero")
 
 
 def test_msnea_attribute_values_need_values_and_change_the_embedding(pair):

@@ -8,6 +8,9 @@ Published settings (the authors' shell scripts; see docs/fidelity.md for what ea
   run is the published one cut short; iterative learning would start at epoch 500).
 * EVA ``run_dbp15k.sh`` settings (EVA has no FB script) with ``--file_dir data/FBDB15K --rate 0.2 --seed 42
   --epochs N --check_point 1``.
+* MSNEA ``python main.py``: no arguments; their ``config.json`` (written by ``msnea_layout.py`` into the working
+  directory, ``training_data`` pointing there, everything else as published: 200 epochs, Adam 1e-3, batch 5000
+  triples); the shim stops it after N epochs (constant lr, so a shorter run is the published run cut short).
 * GCN-Align README ``python train.py --lang zh_en`` with ``--lang NAME --epochs N`` (every other flag at its
   ``train.py`` default: plain SGD lr 20, gamma 3, k 5, beta 0.9, SE 200-d, AE 100-d, dropout 0; no schedule).
   The shim replaces their 30 % split by our lineage split at ``ratio`` and tests every ``test_every`` epochs.
@@ -18,6 +21,7 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,15 +33,18 @@ REPO_ROOT = HERE.parents[1]
 REFERENCE_DIR = HERE / "reference"
 
 REPOSITORIES = {"meaformer": "zjukg/MEAformer", "mclea": "lzxlin/MCLEA", "eva": "cambridgeltl/eva",
-                "gcn_align": "1049451037/GCN-Align"}
+                "gcn_align": "1049451037/GCN-Align", "msnea": "liyichen-cly/MSNEA"}
 #: Commits the committed reference curves were measured at (git rev-parse HEAD of the fetched snapshot).
 COMMITS = {"meaformer": "a247a496625549be82a2a145f09cd8288ddf3712",
            "mclea": "6946d433a8bab2a1a7d8c88af046d74efa72f7b0",
            "eva": "948ffbf3bf70cd3db1d3b8fcefc1660421d87a1f",
-           "gcn_align": "4fc90c438e5a609b96df03daff170fbcf03fde94"}
+           "gcn_align": "4fc90c438e5a609b96df03daff170fbcf03fde94",
+           "msnea": "dfdcda4747cf22732fb3d7f6089b851c2c36db4e"}
 SCRIPTS = {"meaformer": "run_meaformer.sh 1 FBDB15K norm 0.2 0", "mclea": "run_mmkb.sh 0 42 FB15K_DB15K 0.2",
            "eva": "run_dbp15k.sh (settings; --file_dir data/FBDB15K --rate 0.2 --seed 42)",
-           "gcn_align": "README: python train.py --lang zh_en (here --lang FBDB15K --epochs N; flags at defaults)"}
+           "gcn_align": "README: python train.py --lang zh_en (here --lang FBDB15K --epochs N; flags at defaults)",
+           "msnea": "python main.py with their config.json (training_data = our data in their layout, "
+                    "benchmarks/fidelity/msnea_layout.py)"}
 
 
 def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float = 0.2) -> list[str]:
@@ -62,6 +69,8 @@ def their_args(model: str, epochs: int, dataset: str = "FBDB15K", ratio: float =
                 "--img_dim", "100", "--attr_dim", "100", "--w_name", "--w_char"]
     if model == "gcn_align":  # every other flag at train.py's default (the README's command)
         return ["--lang", dataset, "--epochs", str(epochs)]
+    if model == "msnea":  # main.py reads config.json only
+        return []
     if model == "eva":
         return ["--file_dir", f"data/{dataset}", "--rate", str(ratio), "--lr", ".0005", "--epochs", str(epochs),
                 "--hidden_units", "400,400,200", "--check_point", "1", "--bsize", "7500", "--il",
@@ -80,6 +89,8 @@ def shim_command(model: str, repo: Path, epochs: int, run_dir: Path, python: str
     elif model == "gcn_align":
         cmd += ["--cwd", str(workdir / model), "--ratio", str(ratio), "--split-seed", "42",
                 "--test-every", str(test_every)]
+    elif model == "msnea":
+        cmd += ["--cwd", str(workdir / model), "--test-every", str(test_every), "--stop-after", str(epochs)]
     else:
         cmd += ["--cwd", str(workdir / model)]
     cmd += ["--"] + their_args(model, epochs, dataset, ratio)
@@ -144,6 +155,7 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
     curve = P.parse(model, run_dir / "timing.log")
     stats = json.loads((run_dir / "stats.json").read_text()) if (run_dir / "stats.json").is_file() else {}
     cmd = (run_dir / "command.txt").read_text().strip() if (run_dir / "command.txt").is_file() else None
+    raw_cmd = cmd
     if cmd is not None:
         cmd = portable_command(cmd, scratch=Path(repo).resolve().parent if repo else None)
     peak = time_v_peak_mib(run_dir / "log.txt")
@@ -159,6 +171,20 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
                                "they print them, MR/MRR added by the shim from the same matrix",
                  "split": "ours: lineage RandomState(42) permutation of ill_ent_ids, first int(n*ratio) train, no "
                           "validation (mimea --profile authors); their 30 % split replaced in the shim"}
+    if model == "msnea":
+        tokens = shlex.split(raw_cmd or "")
+        cwd = tokens[tokens.index("--cwd") + 1] if "--cwd" in tokens else None
+        layout = Path(cwd) / "layout.json" if cwd else run_dir / "layout.json"
+        extra = {"evaluation": "their main.py:test -> evaluation.py:greedy_alignment(metric='inner', "
+                               "normalize=True, csls_k=0, accurate=True): left-to-right only, candidates the test "
+                               "pairs' other side; called by the shim every test_every epochs",
+                 "split": "ours (mimea --profile authors: lineage RandomState(42), first int(n*ratio) train, no "
+                          "validation) written as their 721train/test_links; links with an entity outside every "
+                          "triple left out (their ids cover triple entities only)",
+                 "test_every": (curve[1]["epoch"] - curve[0]["epoch"]) if len(curve) > 1 else None,
+                 "seconds_per_test": round(statistics.median([r["test_s"] for r in curve]), 3) if curve else None}
+        if layout.is_file():
+            extra["layout"] = json.loads(layout.read_text(encoding="utf-8"))
     threads_env = ("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, tf.Session intra/inter-op threads 1"
                    if model == "gcn_align" else "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)")
     if model == "meaformer":
@@ -166,6 +192,9 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
     elif model == "gcn_align":
         schedule = ("plain SGD lr 20, no schedule: a shorter run is the published 2000-epoch run cut short; "
                     "seconds per epoch = training only (the tests every K epochs are timed separately)")
+    elif model == "msnea":
+        schedule = ("constant lr (no schedule): a shorter run is the published 200-epoch run cut short; seconds per "
+                    "epoch = their logged training time of the epoch (the tests are timed separately)")
     else:
         schedule = "constant lr (no schedule): a shorter run is the published run cut short"
     return {
@@ -180,9 +209,11 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
                     "loadavg_1min": stats.get("loadavg_1min"),
                     "shared": "other jobs ran on the same 2 cores; times are upper bounds"},
         "standin": standin,
-        "epochs": curve[-1]["epoch"] if model == "gcn_align" and curve else len(curve),
+        "epochs": curve[-1]["epoch"] if model in ("gcn_align", "msnea") and curve else len(curve),
         "schedule_note": schedule,
-        "seconds_per_epoch": extra.pop("_seconds_per_epoch") if model == "gcn_align" else P.seconds_per_epoch(curve),
+        "seconds_per_epoch": (extra.pop("_seconds_per_epoch") if model == "gcn_align" else
+                              round(statistics.median([r["train_s"] for r in curve]), 3) if model == "msnea" and curve
+                              else P.seconds_per_epoch(curve)),
         **extra,
         "peak_rss_mib": peak if peak is not None else stats.get("peak_rss_self_mib"),
         "peak_rss_note": ("/usr/bin/time -v maximum RSS of the training process (DataLoader workers, if any, are "

@@ -16,6 +16,11 @@ wall-clock times). Lines parsed:
   | time=T`` (MR/MRR from the same matrix; ``view=SE``: their final SE-only test). The curve holds the ``SE+AE``
   tests (their headline) with THEIR printed Hits@k (``P / 100``) and the shim's MR/MRR.
 
+* MSNEA (``main.py`` through the shim): ``[epoch K] loss: L, relation loss: R, align loss:A, time: T s`` (their
+  logger; T = training seconds of epoch K, 1-based), the shim's ``[fidelity-shim] msnea test epoch=K``, then
+  their ``evaluation.py:greedy_alignment`` line ``accurate results: hits@[1, 5, 10] = [a b c]%, mr = X, mrr = Y,
+  time = T s`` (left-to-right only, percentages).
+
 ``epoch`` in the output counts completed epochs (1-based); their own 0-based index is kept as ``their_epoch``.
 """
 from __future__ import annotations
@@ -246,8 +251,43 @@ def gcn_align_timing(path: str | Path) -> dict:
             "test_sha1": sha}
 
 
+_MS_TRAIN = re.compile(r"\[epoch (?P<ep>\d+)\] loss: (?P<loss>" + _NUM + r"|nan|inf), relation loss: (?P<rel>" + _NUM
+                       + r"|nan|inf), align loss:\s*(?P<align>" + _NUM + r"|nan|inf), time: (?P<time>" + _NUM + r")s")
+_MS_SHIM = re.compile(r"\[fidelity-shim\] msnea test epoch=(?P<ep>\d+)")
+_MS_TEST = re.compile(r"accurate results: hits@\[(?P<ks>[\d, ]+)\] = \[(?P<acc>[^\]]*)\]%, mr = (?P<mr>" + _NUM
+                      + r"), mrr = (?P<mrr>" + _NUM + r"), time = (?P<time>" + _NUM + r") s")
+
+
+def parse_msnea(path: str | Path) -> list[dict]:
+    """MSNEA's curve: one record per shim-requested test, ``test.l2r`` (their only direction; Hits@k as
+    fractions), ``loss`` / ``loss_relation`` / ``loss_align`` and ``train_s`` of that epoch, ``test_s``."""
+    train: dict[int, dict] = {}
+    out: list[dict] = []
+    pending = None
+    for _, line in read_lines(path):
+        tr = _MS_TRAIN.search(line)
+        if tr:
+            train[int(tr.group("ep"))] = {"loss": float(tr.group("loss")), "loss_relation": float(tr.group("rel")),
+                                          "loss_align": float(tr.group("align")), "train_s": float(tr.group("time"))}
+            continue
+        sh = _MS_SHIM.search(line)
+        if sh:
+            pending = int(sh.group("ep"))
+            continue
+        m = _MS_TEST.search(line)
+        if m and pending is not None:
+            ks = [int(k) for k in m.group("ks").split(",")]
+            acc = [float(x) / 100 for x in m.group("acc").split()]
+            l2r = {f"hits@{k}": round(a, 6) for k, a in zip(ks, acc)}
+            l2r["mr"], l2r["mrr"] = float(m.group("mr")), float(m.group("mrr"))
+            out.append({"epoch": pending, "their_epoch": pending, "test": {"l2r": l2r}, **train.get(pending, {}),
+                        "test_s": float(m.group("time"))})
+            pending = None
+    return out
+
+
 PARSERS = {"meaformer": parse_meaformer, "mclea": parse_mclea_eva, "eva": parse_mclea_eva,
-           "gcn_align": parse_gcn_align}
+           "gcn_align": parse_gcn_align, "msnea": parse_msnea}
 
 
 def parse(model: str, path: str | Path) -> list[dict]:

@@ -1,6 +1,6 @@
 """Compare the authors' per-epoch test curve with ours: a Markdown table and a PNG figure.
 
-    python benchmarks/fidelity/run.py --model meaformer|mclea|eva|gcn_align --epochs N [--data-dir ROOT]
+    python benchmarks/fidelity/run.py --model meaformer|mclea|eva|gcn_align|msnea --epochs N [--data-dir ROOT]
         [--authors-code SCRATCH/REPO --authors-python VENV/bin/python] [--reference] [--test-every K] [--out DIR]
 
 * Authors' side: with ``--authors-code`` (and without ``--reference``) their code runs through the shim
@@ -19,6 +19,10 @@
   ``benchmarks/fidelity/ours_eval.py`` (the same CLI command, the test evaluation replaced by the authors'
   cityblock protocol, ``model_config.joint_normalize=false``), ``train.eval_every=K``. The table's seconds per
   epoch are training only; a test's seconds are a row of their own.
+* MSNEA (``--model msnea``): ``--data-dir`` = a stand-in root with 2,048-d features (``standin.py --dim 2048``);
+  ``benchmarks/fidelity/msnea_layout.py`` writes our data and split in their layout under ``--workdir``/msnea,
+  their ``main.py`` runs through the shim, tested every ``--test-every`` epochs with their own ``test``; ours
+  with ``eval.similarity=cosine`` (their inner product of normalised embeddings, no CSLS), left-to-right read.
 * Output: ``OUT/fidelity-<model>.md`` (per-epoch test H@1/H@10/MRR of both, seconds per epoch, peak RSS, ratios)
   and ``OUT/fidelity-<model>.png`` (test H@1 per epoch, both curves).
 """
@@ -96,7 +100,9 @@ def our_seconds_per_test(results: dict) -> float | None:
 #: schedule when the shim stops it after N epochs, so ours keeps that horizon too.
 OUR_SETTINGS: dict[str, tuple[str, ...]] = {"meaformer": ("train.schedule_epochs=500",),
                                              # the authors' joint [beta*SE, (1-beta)*AE] (evaluation only)
-                                             "gcn_align": ("model_config.joint_normalize=false",)}
+                                             "gcn_align": ("model_config.joint_normalize=false",),
+                                             # their test: inner product of the normalised joint, no CSLS
+                                             "msnea": ("eval.similarity=cosine",)}
 #: Models whose test evaluation on our side is replaced by the authors' (``benchmarks/fidelity/ours_eval.py``).
 OURS_WITH_AUTHORS_EVAL = ("gcn_align",)
 
@@ -294,6 +300,10 @@ def main(argv: list[str] | None = None) -> int:
             except FileNotFoundError as exc:
                 ap.error(str(exc))
             stand = None  # GCN-Align reads no images
+        elif args.model == "msnea":
+            from benchmarks.fidelity import msnea_layout
+
+            msnea_layout.write_layout(args.data_dir, args.dataset, args.ratio, workdir / "msnea")
         else:
             standin.link_layouts(args.data_dir, args.dataset, workdir)
         run_dir = A.run_authors(args.model, args.authors_code.resolve(), args.epochs, out / f"authors-{args.model}",

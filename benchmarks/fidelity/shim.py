@@ -1,6 +1,6 @@
 """Thin launch shim: run an author's entry point unchanged on a CPU-only machine, and measure it.
 
-    python benchmarks/fidelity/shim.py --model meaformer|mclea|eva|gcn_align --repo SCRATCH/REPO [--cwd DIR]
+    python benchmarks/fidelity/shim.py --model meaformer|mclea|eva|gcn_align|msnea --repo SCRATCH/REPO [--cwd DIR]
         [--data-root DIR] [--stop-after N] [--threads 1] [--timing FILE] [--stats FILE]
         [--ratio R --split-seed S --test-every K] -- THEIR ARGS...
 
@@ -41,6 +41,19 @@ What it does, and nothing else (their files are never copied or edited):
     (``benchmarks/fidelity/cityblock.py``), printed as one ``[fidelity-shim] cityblock epoch=N view=SE+AE ...``
     line (``view=SE`` for their final SE-only test). The shim imports ``benchmarks.fidelity.cityblock`` (numpy and
     scipy only), so ``PYTHONPATH`` holds the repository root (``authors.run_authors`` sets it).
+* MSNEA (``main.py``; it reads ``config.json`` and writes ``logs/`` in its working directory, which
+  ``benchmarks/fidelity/msnea_layout.py`` fills with our data in their layout):
+
+  - Seeds: their code seeds nothing; the shim seeds ``random``, ``numpy.random`` and ``torch`` with 42 before
+    their script runs, so a rerun gives the same curve (their batch workers are forked from that state).
+  - Test curve: ``evaluation.greedy_alignment`` is wrapped before ``main.py``'s ``from evaluation import *``.
+    Their ``valid`` calls it once per epoch (``accurate=False``; its links file holds the test links, see
+    ``msnea_layout.py``): on every ``--test-every``-th epoch and on the ``--stop-after``-th the wrapper prints
+    ``[fidelity-shim] msnea test epoch=N`` and calls THEIR ``test(model, kgs, args)`` (from the caller's module
+    globals; ``accurate=True``: Hits@1/5/10, MR, MRR on normalised inner products, no CSLS, as their final test)
+    and hands its MRR back to ``valid`` (so their ``model_best.pkl`` logic runs); on the other epochs it returns
+    MRR -1 without ranking (nothing saved). After the ``--stop-after``-th epoch's test the run stops (their
+    final reload-and-test of ``model_best.pkl`` would repeat the best epoch's numbers).
 * ``kill -TERM <shim pid>`` stops a run early and still writes ``--stats`` (the curve so far stays usable).
 * Measures: every output line is copied, with seconds since start, to ``--timing`` (``<t>\\t<line>``); at exit
   ``--stats`` gets JSON with wall time, peak RSS of this process and of its children (DataLoader workers), via
@@ -60,7 +73,7 @@ import time
 from pathlib import Path
 
 SCRIPTS = {"meaformer": ("main.py", "."), "mclea": ("src/run.py", "src"), "eva": ("src/run_dbp15k.py", "src"),
-           "gcn_align": ("train.py", ".")}
+           "gcn_align": ("train.py", "."), "msnea": ("main.py", ".")}
 
 
 class StopRun(SystemExit):
@@ -175,6 +188,39 @@ def patch_eva() -> None:
         return np.pad(attr, ((0, 0), (0, topA - attr.shape[1])))
 
     Load.load_attr = load_attr
+
+
+def patch_msnea(test_every: int, stop_after: int | None, marks: list) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(42)
+    np.random.seed(42)
+    torch.manual_seed(42)
+    import evaluation  # their evaluation.py (sys.path has the repo)
+
+    original = evaluation.greedy_alignment
+    state = {"epoch": 0}
+
+    def greedy_alignment(logger, embed1, embed2, top_k, nums_threads, metric, normalize, csls_k, accurate):
+        if accurate:  # their test(): unchanged
+            return original(logger, embed1, embed2, top_k, nums_threads, metric, normalize, csls_k, accurate)
+        state["epoch"] += 1
+        epoch = state["epoch"]
+        marks.append(time.monotonic())
+        last = stop_after is not None and epoch >= stop_after
+        if epoch % test_every and not last:
+            return set(), 0.0, 0.0, -1.0
+        print(f"[fidelity-shim] msnea test epoch={epoch}", flush=True)
+        g = sys._getframe(1).f_globals           # their main.py's globals: test, model, kgs, args
+        mrr = g["test"](g["model"], g["kgs"], g["args"])
+        if last:
+            raise StopRun(0)
+        return set(), 0.0, 0.0, mrr
+
+    evaluation.greedy_alignment = greedy_alignment
 
 
 def lineage_links(links: list, ratio: float, seed: int = 42) -> tuple[list, list]:
@@ -333,11 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo", type=Path, required=True)
     ap.add_argument("--cwd", type=Path, default=None, help="working directory (default: the repository)")
     ap.add_argument("--data-root", default=None, help="MEAformer: the folder holding mmkg/")
-    ap.add_argument("--stop-after", type=int, default=None, help="MEAformer: stop after N epochs")
+    ap.add_argument("--stop-after", type=int, default=None, help="MEAformer, MSNEA: stop after N epochs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ratio", type=float, default=0.2, help="GCN-Align: the seed ratio of our lineage split")
     ap.add_argument("--split-seed", type=int, default=42, help="GCN-Align: seed of the lineage shuffle")
-    ap.add_argument("--test-every", type=int, default=None, help="GCN-Align: test every K epochs (and at the end)")
+    ap.add_argument("--test-every", type=int, default=None, help="GCN-Align, MSNEA: test every K epochs (and at the end)")
     ap.add_argument("--timing", type=Path, default=None)
     ap.add_argument("--stats", type=Path, default=None)
     args = ap.parse_args(ours)
@@ -367,6 +413,8 @@ def main(argv: list[str] | None = None) -> int:
         patch_meaformer(args.data_root, args.stop_after, marks)
     elif args.model == "eva":
         patch_eva()
+    elif args.model == "msnea":
+        patch_msnea(args.test_every or 1, args.stop_after, marks)
     reason, rc = "finished", 0
 
     def on_term(signum, frame):  # `kill -TERM` ends the run early but still writes --stats
