@@ -58,8 +58,8 @@ class MSNEA(AlignmentModel):
     """TransE + visual TransE, visually guided attribute attention, Siamese alignment per modality and joint."""
 
     name: ClassVar[str] = "msnea"
-    #: 1: the authors' attention padding and missing-image handling became the defaults (side-by-side run with
-    #: their main.py, docs/fidelity.md section 6); runs of revision 0 keep their ids.
+    #: 1: the authors' attention padding, missing-image handling and Xavier-normal init became the defaults
+    #: (side-by-side run with their main.py, docs/fidelity.md section 6); runs of revision 0 keep their ids.
     REVISION: ClassVar[int] = 1
     # Authors' config.json: Adam lr 1e-3 (no weight decay), batch 5000, max 200 epochs.
     train_defaults: ClassVar[dict] = {"lr": 1e-3, "weight_decay": 0.0, "batch_size": 5000, "epochs": 200}
@@ -86,9 +86,14 @@ class MSNEA(AlignmentModel):
         # it guides the attention, enters the joint, and its triples stay in the visual TransE; "fallback": its
         # relational embedding guides, its visual part is zero (policy "mask"), its triples leave the visual TransE
         missing_visual: str = "authors"
+        # "authors": xavier_normal_ on the entity table and on the image, visual-head and attribute-name weights,
+        # as their model.py (biases at nn.Linear's default); "default": Xavier-uniform entity table, nn.Linear's
+        # own init elsewhere (the earlier behaviour)
+        init: str = "authors"
 
         def __post_init__(self):
-            for key, allowed in (("attention_padding", ("authors", "own")), ("missing_visual", ("authors", "fallback"))):
+            for key, allowed in (("attention_padding", ("authors", "own")), ("missing_visual", ("authors", "fallback")),
+                                 ("init", ("authors", "default"))):
                 if getattr(self, key) not in allowed:
                     raise ValueError(f"MSNEA config {key}={getattr(self, key)!r}: choose one of {', '.join(allowed)}")
 
@@ -120,11 +125,17 @@ class MSNEA(AlignmentModel):
         self.register_buffer("kg_of", kg_of, persistent=False)
         self.register_buffer("kg1", pair.kg1.long(), persistent=False)
         self.register_buffer("kg2", pair.kg2.long(), persistent=False)
+        if config.init == "authors":   # their model.py: xavier_normal_ on every weight it initialises
+            nn.init.xavier_normal_(self.encoder.entity.weight)
+            for lin in (self.encoder.features["image"].net if self.has_image else None, self.visual_head,
+                        self.encoder.features["attribute"].net):
+                if isinstance(lin, nn.Linear):
+                    nn.init.xavier_normal_(lin.weight)
         self.zero_missing_visual = pair.provenance.get("missing_image_policy", "mask") == "mask"
         self._protocol = encoder_protocol(pair, self.encoder, attribute_values=self.uses_values)
         self._protocol.update({"triple_swap": config.triple_swap, "seed_attribute_union": config.share_seed_attributes,
                                "attention_padding": config.attention_padding,
-                               "missing_visual": config.missing_visual})
+                               "missing_visual": config.missing_visual, "init": config.init})
 
     def prepare_training(self, train_links: Tensor) -> None:
         """The authors' seed-dependent data (kgs.py): every triple of a seed entity copied with its counterpart

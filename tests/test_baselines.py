@@ -293,6 +293,23 @@ def test_msnea_authors_missing_visual_reads_the_zero_image_row(pair):
         _model(MSNEA, pair, missing_visual="zero")
 
 
+def test_msnea_authors_init_is_xavier_normal_as_their_model_py(pair):
+    def std_ratio(lin):   # sample std over the Xavier std sqrt(2 / (fan_in + fan_out))
+        w = lin.weight
+        return float(w.std()) / (2.0 / (w.size(0) + w.size(1))) ** 0.5
+
+    authors = _model(MSNEA, pair)
+    assert abs(std_ratio(authors.encoder.features["image"].net) - 1) < 0.15
+    assert abs(std_ratio(authors.visual_head) - 1) < 0.15
+    assert abs(std_ratio(authors.encoder.entity) - 1) < 0.15
+    w = authors.encoder.entity.weight                 # normal, not uniform: tails beyond the uniform bound
+    bound = (6.0 / (w.size(0) + w.size(1))) ** 0.5
+    assert (w.abs() > bound).any()
+    default = _model(MSNEA, pair, init="default")
+    assert abs(std_ratio(default.visual_head) - 1) > 0.2     # nn.Linear's own init
+    assert (default.encoder.entity.weight.abs() <= bound + 1e-6).all()   # Xavier-uniform
+
+
 def test_msnea_attribute_values_need_values_and_change_the_embedding(pair):
     without = dataclasses.replace(pair, att_values=None)
     with pytest.raises(ValueError, match="att_values"):

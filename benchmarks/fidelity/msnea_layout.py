@@ -10,8 +10,11 @@ loader builds from that root, so both sides train on the same triples, attribute
 * ``attr_triples_1`` / ``_2``: ``e<id>\\ta<column>\\t<value>`` for every (entity, attribute) our
   ``att_features`` marks present, the value ``att_values`` holds (the first parsable one, 0 when none, as ours),
   written with ``repr(float)`` (their ``uris_attribute_triple_2ids`` parses it back unchanged).
-* ``attr_name_1.h5`` / ``_2.h5``: one 768-d vector per attribute name (their frozen BERT embedding; BERT weights
-  are not here): i.i.d. standard normal, numpy ``default_rng(--name-seed)``, row j for column j.
+* ``attr_name_1.h5`` / ``_2.h5``: one 768-d vector per attribute name, in place of their frozen BERT embedding
+  (BERT weights are not here). ``--names onehot`` (default): name j is the unit vector e_j, so their
+  ``fc1(name) = fc1.weight[:, j] + fc1.bias`` is a learned per-name embedding, the same parametrisation as ours
+  (our attribute encoder on the one-hot row; needs at most 768 names); ``--names normal``: i.i.d. standard normal
+  rows, numpy ``default_rng(--name-seed)`` (a dense, BERT-like input of norm ~28).
 * ``resnet50_1.h5`` / ``_2.h5``: each entity with a real image gets its row of ``pair.img_features`` (the
   stand-in vector after our loader's L2 normalisation, so both sides read the same numbers; their own pipeline
   feeds raw ResNet-50 features); the others are absent, so their reader gives the zero vector, as theirs.
@@ -47,7 +50,7 @@ NAME_DIM = 768
 
 
 def write_layout(data_dir: Path, dataset: str, ratio: float, out: Path, split_seed: int = 42,
-                 name_seed: int = 0, max_epoch: int = 200) -> dict:
+                 name_seed: int = 0, max_epoch: int = 200, names: str = "onehot") -> dict:
     import h5py
 
     from mimea.data.loader import load_pair
@@ -78,13 +81,21 @@ def write_layout(data_dir: Path, dataset: str, ratio: float, out: Path, split_se
                 for j in np.flatnonzero(att[e]).tolist():
                     f.write(f"e{e}\ta{j}\t{float(values[e, j])!r}\n")
                     n_att_rows[k] += 1
-    names = np.random.default_rng(name_seed).standard_normal((att.shape[1], NAME_DIM)).astype(np.float32)
+    if names == "onehot":
+        if att.shape[1] > NAME_DIM:
+            raise ValueError(f"{dataset}: {att.shape[1]} attribute names do not fit {NAME_DIM}-d one-hot rows; "
+                             "use names='normal'")
+        name_vec = np.eye(att.shape[1], NAME_DIM, dtype=np.float32)
+    elif names == "normal":
+        name_vec = np.random.default_rng(name_seed).standard_normal((att.shape[1], NAME_DIM)).astype(np.float32)
+    else:
+        raise ValueError(f"names={names!r}: choose onehot or normal")
     used = {k: sorted({j for e in np.flatnonzero((kg2 == side) & in_triples).tolist()
                        for j in np.flatnonzero(att[e]).tolist()}) for k, side in ((1, False), (2, True))}
     for k in (1, 2):
         with h5py.File(out / f"attr_name_{k}.h5", "w") as f:
             for j in used[k]:
-                f[f"a{j}"] = names[j]
+                f[f"a{j}"] = name_vec[j]
     feats = pair.img_features.numpy() if pair.img_features is not None else None
     img = pair.img_mask.numpy() if pair.img_mask is not None else np.zeros(pair.n_ent, dtype=bool)
     n_img = {1: 0, 2: 0}
@@ -104,7 +115,8 @@ def write_layout(data_dir: Path, dataset: str, ratio: float, out: Path, split_se
             f.writelines(f"e{a}\te{b}\n" for a, b in links.tolist())
     cfg = dict(THEIR_CONFIG, training_data=str(out.resolve()) + "/", max_epoch=max_epoch)
     (out / "config.json").write_text(json.dumps(cfg, indent=1) + "\n", encoding="utf-8")
-    rec = {"dataset": dataset, "ratio": ratio, "split_seed": split_seed, "name_seed": name_seed,
+    rec = {"dataset": dataset, "ratio": ratio, "split_seed": split_seed, "names": names,
+           "name_seed": name_seed if names == "normal" else None,
            "n_train": len(split.train), "n_test": len(split.test), "our_test_sha1": split.meta["test_sha1"],
            "links_left_out": dropped, "their_test_sha1": _digest(written["test"]),
            "attribute_rows": n_att_rows, "attribute_names": {k: len(v) for k, v in used.items()},
@@ -119,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dataset", default="FBDB15K")
     ap.add_argument("--ratio", type=float, default=0.2)
     ap.add_argument("--split-seed", type=int, default=42)
-    ap.add_argument("--name-seed", type=int, default=0)
+    ap.add_argument("--names", choices=("onehot", "normal"), default="onehot")
+    ap.add_argument("--name-seed", type=int, default=0, help="with --names normal")
     ap.add_argument("--max-epoch", type=int, default=200, help="their config.json max_epoch (published: 200)")
     ap.add_argument("--out", type=Path, required=True, help="their working directory (outside the repository)")
     args = ap.parse_args(argv)
     rec = write_layout(args.data_dir, args.dataset, args.ratio, args.out, args.split_seed, args.name_seed,
-                       args.max_epoch)
+                       args.max_epoch, args.names)
     json.dump(rec, sys.stdout, indent=1)
     print()
     return 0
