@@ -58,7 +58,8 @@ class MSNEA(AlignmentModel):
     """TransE + visual TransE, visually guided attribute attention, Siamese alignment per modality and joint."""
 
     name: ClassVar[str] = "msnea"
-    #: 1: the authors' attention padding, missing-image handling and Xavier-normal init became the defaults
+    #: 1: the authors' attention padding, missing-image handling, Xavier-normal init and negatives from the
+    #: triple's (relation's) KG became the defaults
     #: (side-by-side run with their main.py, docs/fidelity.md section 6); runs of revision 0 keep their ids.
     REVISION: ClassVar[int] = 1
     # Authors' config.json: Adam lr 1e-3 (no weight decay), batch 5000, max 200 epochs.
@@ -90,10 +91,14 @@ class MSNEA(AlignmentModel):
         # as their model.py (biases at nn.Linear's default); "default": Xavier-uniform entity table, nn.Linear's
         # own init elsewhere (the earlier behaviour)
         init: str = "authors"
+        # the KG a corrupted entity is drawn from. "relation" (theirs: a triple sits in the list of the KG it came
+        # from, so a swapped triple (e2, r, t) of KG1's relation r is corrupted with KG1 entities); "head": the
+        # head entity's KG (the earlier behaviour: a swapped triple's head is the other KG's)
+        negative_kg: str = "relation"
 
         def __post_init__(self):
             for key, allowed in (("attention_padding", ("authors", "own")), ("missing_visual", ("authors", "fallback")),
-                                 ("init", ("authors", "default"))):
+                                 ("init", ("authors", "default")), ("negative_kg", ("relation", "head"))):
                 if getattr(self, key) not in allowed:
                     raise ValueError(f"MSNEA config {key}={getattr(self, key)!r}: choose one of {', '.join(allowed)}")
 
@@ -125,6 +130,10 @@ class MSNEA(AlignmentModel):
         self.register_buffer("kg_of", kg_of, persistent=False)
         self.register_buffer("kg1", pair.kg1.long(), persistent=False)
         self.register_buffer("kg2", pair.kg2.long(), persistent=False)
+        rel_kg = torch.zeros(max(pair.n_rel, 1), dtype=torch.long)     # a relation's KG: its triples' heads' KG
+        if len(pair.triples):
+            rel_kg[pair.triples[:, 1].long()] = kg_of[pair.triples[:, 0].long()]
+        self.register_buffer("rel_kg", rel_kg, persistent=False)
         if config.init == "authors":   # their model.py: xavier_normal_ on every weight it initialises
             nn.init.xavier_normal_(self.encoder.entity.weight)
             for lin in (self.encoder.features["image"].net if self.has_image else None, self.visual_head,
@@ -135,7 +144,8 @@ class MSNEA(AlignmentModel):
         self._protocol = encoder_protocol(pair, self.encoder, attribute_values=self.uses_values)
         self._protocol.update({"triple_swap": config.triple_swap, "seed_attribute_union": config.share_seed_attributes,
                                "attention_padding": config.attention_padding,
-                               "missing_visual": config.missing_visual, "init": config.init})
+                               "missing_visual": config.missing_visual, "init": config.init,
+                               "negative_kg": config.negative_kg})
 
     def prepare_training(self, train_links: Tensor) -> None:
         """The authors' seed-dependent data (kgs.py): every triple of a seed entity copied with its counterpart
@@ -230,9 +240,10 @@ class MSNEA(AlignmentModel):
 
     # ------------------------------------------------------------------------------------------------
     def _corrupt(self, triples: Tensor) -> tuple[Tensor, Tensor]:
-        """One corrupted (head, tail) per triple: head or tail (fair coin) replaced by a uniform same-KG entity."""
+        """One corrupted (head, tail) per triple: head or tail (fair coin) replaced by a uniform entity of the
+        triple's KG (``negative_kg``: its relation's, as theirs, or its head's)."""
         h, t = triples[:, 0], triples[:, 2]
-        kg = self.kg_of[h]
+        kg = self.rel_kg[triples[:, 1]] if self.config.negative_kg == "relation" else self.kg_of[h]
         n1, n2 = self.kg1.numel(), self.kg2.numel()
         draw = (torch.rand(h.shape, device=h.device) * torch.where(kg == 0, n1, n2)).long()
         repl = torch.where(kg == 0, self.kg1[draw.clamp(max=n1 - 1)], self.kg2[draw.clamp(max=n2 - 1)])

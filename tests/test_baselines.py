@@ -310,6 +310,26 @@ def test_msnea_authors_init_is_xavier_normal_as_their_model_py(pair):
     assert (default.encoder.entity.weight.abs() <= bound + 1e-6).all()   # Xavier-uniform
 
 
+def test_msnea_negatives_come_from_the_triples_relation_kg(pair):
+    """A swapped triple (e2, r, t) of KG1's relation r is corrupted with KG1 entities, as their per-KG lists."""
+    p = pair
+    model = _model(MSNEA, p)
+    model.prepare_training(p.links[:10])
+    kg_of = model.kg_of
+    tri = model.triples
+    swapped = kg_of[tri[:, 0]] != kg_of[tri[:, 2]]                    # head and tail from different KGs
+    assert swapped.any()
+    torch.manual_seed(0)
+    h_neg, t_neg = model._corrupt(tri)
+    changed = torch.where(h_neg != tri[:, 0], h_neg, t_neg)
+    assert (kg_of[changed] == model.rel_kg[tri[:, 1]]).all()
+    head = _model(MSNEA, p, negative_kg="head")
+    head.prepare_training(p.links[:10])
+    h2, t2 = head._corrupt(head.triples)
+    changed2 = torch.where(h2 != head.triples[:, 0], h2, t2)
+    assert (kg_of[changed2] == kg_of[head.triples[:, 0]]).all()
+
+
 def test_msnea_attribute_values_need_values_and_change_the_embedding(pair):
     without = dataclasses.replace(pair, att_values=None)
     with pytest.raises(ValueError, match="att_values"):
