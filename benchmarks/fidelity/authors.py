@@ -185,6 +185,7 @@ def make_reference(model: str, run_dir: Path, repo: Path | None = None, standin:
                  "seconds_per_test": round(statistics.median([r["test_s"] for r in curve]), 3) if curve else None}
         if layout.is_file():
             extra["layout"] = json.loads(layout.read_text(encoding="utf-8"))
+            extra["test_sha1"] = extra["layout"].get("their_test_sha1")   # ours minus the unreadable links
     threads_env = ("OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, tf.Session intra/inter-op threads 1"
                    if model == "gcn_align" else "OMP_NUM_THREADS=1 MKL_NUM_THREADS=1, torch.set_num_threads(1)")
     if model == "meaformer":
