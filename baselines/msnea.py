@@ -155,7 +155,8 @@ class MSNEA(AlignmentModel):
         if self.config.triple_swap and len(links):
             self.triples = swapped_triples(self.triples, links, self.kg_of.numel())
         if self.config.share_seed_attributes and len(links):
-            x = self.encoder.feature("attribute")
+            x = self.encoder.feature("attribute").clone()    # never write into the pair's own tensor
+            self.encoder.register_buffer("x_attribute", x, persistent=False)
             a, b = links[:, 0], links[:, 1]
             xa, xb = x[a].clone(), x[b].clone()
             union = torch.maximum(xa, xb)
