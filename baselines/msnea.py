@@ -124,6 +124,7 @@ class MSNEA(AlignmentModel):
             self.att_values = None
         n_att = self.encoder.feature("attribute").size(1)
         self.register_buffer("att_onehot", torch.eye(n_att), persistent=False)
+        self._max_slots: int | None = None      # the most attributes any entity has (their max_num), lazily
         self.register_buffer("triples", pair.triples.long(), persistent=False)
         kg_of = torch.zeros(pair.n_ent, dtype=torch.long)
         kg_of[pair.kg2] = 1
@@ -157,6 +158,7 @@ class MSNEA(AlignmentModel):
         if self.config.share_seed_attributes and len(links):
             x = self.encoder.feature("attribute").clone()    # never write into the pair's own tensor
             self.encoder.register_buffer("x_attribute", x, persistent=False)
+            self._max_slots = None
             a, b = links[:, 0], links[:, 1]
             xa, xb = x[a].clone(), x[b].clone()
             union = torch.maximum(xa, xb)
@@ -202,7 +204,9 @@ class MSNEA(AlignmentModel):
             if values is not None:
                 out = out + (alpha * values).sum(dim=1, keepdim=True) * u
             return out, alpha
-        n_pad = (int((full > 0).sum(dim=1).max()) - has.sum(dim=1, keepdim=True)).to(logits.dtype)
+        if self._max_slots is None:   # max_num: fixed until prepare_training changes the attribute sets
+            self._max_slots = int((full > 0).sum(dim=1).max())
+        n_pad = (self._max_slots - has.sum(dim=1, keepdim=True)).to(logits.dtype)
         pad_name = self.encoder.encode("attribute", self.att_onehot.new_zeros(1, self.att_onehot.size(1)))
         pad_key = pad_name @ w[:, :d].t() + self.attr_fc.bias                   # [1, d]
         if values is not None:

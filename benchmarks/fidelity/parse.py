@@ -276,10 +276,7 @@ def parse_msnea(path: str | Path) -> list[dict]:
             continue
         m = _MS_TEST.search(line)
         if m and pending is not None:
-            ks = [int(k) for k in m.group("ks").split(",")]
-            acc = [float(x) / 100 for x in m.group("acc").split()]
-            l2r = {f"hits@{k}": round(a, 6) for k, a in zip(ks, acc)}
-            l2r["mr"], l2r["mrr"] = float(m.group("mr")), float(m.group("mrr"))
+            l2r = {k: (round(v / 100, 6) if k.startswith("hits@") else v) for k, v in _metrics(m).items()}
             out.append({"epoch": pending, "their_epoch": pending, "test": {"l2r": l2r}, **train.get(pending, {}),
                         "test_s": float(m.group("time"))})
             pending = None
