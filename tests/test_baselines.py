@@ -68,7 +68,9 @@ def links(pair) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", BASELINES, ids=lambda c: c.name)
 def test_trains_and_loss_decreases(cls, pair, links):
-    losses = _train(_model(cls, pair), links)
+    # MSNEA's step reads the next chunk of a pass over the triples: a triple's TransE term can only fall once the
+    # pass comes back to it, so its head and tail are a pass or more apart (~27 steps of 512 a pass here)
+    losses = _train(_model(cls, pair), links, steps=45 if cls is MSNEA else 15)
     assert all(torch.isfinite(torch.tensor(losses)))
     head, tail = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert tail < head - 0.1 * abs(head), (head, tail)
@@ -384,7 +386,8 @@ def test_msnea_epoch_is_a_pass_over_the_triples(pair):
     from mimea.training.trainer import Trainer
 
     model = _model(MSNEA, pair, triple_batch_size=256)
-    want = -(-len(pair.triples) // 256)
+    kg2_own = int(torch.isin(pair.triples[:, 0], pair.kg2).sum())   # their KG1 list holds KG2's triples too
+    want = -(-(len(pair.triples) + kg2_own) // 256)
     assert want > 1 and model.steps_per_epoch(100, 5000) == want
     calls = []
     original = model._loss
@@ -446,3 +449,71 @@ def test_msnea_siamese_loss_equals_the_explicit_matrix_form():
     assert torch.allclose(ours, ref, rtol=1e-12)
     for a, b in zip(torch.autograd.grad(ours, (x, y)), torch.autograd.grad(ref, (x, y))):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_msnea_triple_pass_is_their_per_kg_proportional_chunks():
+    """utils.py:generate_relation_triple_batch: ceil(n / B) steps a pass, step s the s-th chunk of
+    int(n1 / n * B) triples of KG1's shuffled list and of B - that of KG2's; no triple twice in a pass (their
+    flooring leaves KG1's last n1 - steps * b1 triples out of that pass); a new shuffle each pass."""
+    from baselines.msnea import TriplePass
+
+    kg = torch.tensor([0] * 70 + [1] * 30)
+    torch.manual_seed(0)
+    tp = TriplePass(kg, 25)
+    assert tp.steps == 4 and tp.sizes == (17, 8)
+    first = [tp.next()[0] for _ in range(4)]
+    assert [len(c) for c in first] == [25, 25, 25, 23]
+    seen = torch.cat(first)
+    assert seen.unique().numel() == seen.numel() == 98
+    assert int((kg[seen] == 0).sum()) == 68 and int((kg[seen] == 1).sum()) == 30
+    assert all(int((kg[c] == 0).sum()) == 17 for c in first)
+    second = torch.cat([tp.next()[0] for _ in range(4)])
+    assert not torch.equal(second, seen) and (kg[second] == 1).sum() == 30
+
+
+def test_msnea_negative_filter_redraws_known_triples(pair):
+    """generate_neg_triples_fast: a corruption that is a known triple is drawn again (10 draws at most). On a
+    graph where nearly every corruption is a known triple the filter leaves far fewer of them than no filter."""
+    model = _model(MSNEA, pair)
+    tri = model.triples
+    assert model._known(tri[:, 0], tri[:, 1], tri[:, 2]).all()
+    assert not model._known(tri[:, 0], tri[:, 1], tri[:, 0]).all()   # (h, r, h): not every one is a triple
+    # a dense toy: KG1 = {0, 1, 2}, every (h, 0, t) with h != t is a triple: only (x, 0, x) corruptions are new
+    ents = torch.tensor([0, 1, 2])
+    dense = torch.tensor([[a, 0, b] for a in range(3) for b in range(3) if a != b])
+    model.triples, model._triple_keys = dense, None
+    model.kg1, model.kg_of, model.rel_kg = ents, torch.zeros(3, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+    batch = dense.repeat(200, 1)
+    torch.manual_seed(0)
+    for flag, most in ((False, None), (True, 0.05)):
+        model.config.negative_filter = flag
+        h, t = model._corrupt(batch)
+        known = float(model._known(h, batch[:, 1], t).float().mean())
+        if most is None:
+            assert known > 0.5          # 2 of 3 draws hit a triple
+        else:
+            assert known < most         # (2/3)^10 = 1.7 % left after ten draws
+
+
+def test_msnea_authors_triple_lists_hold_kg2_triples_twice(pair):
+    """Their kgs.py extends KG1's triple list with KG2's in place before the per-KG lists are built: a pass
+    visits each KG2 triple twice, once in KG1's list (corrupted with KG1 entities); "disjoint" visits it once."""
+    model = _model(MSNEA, pair)
+    idx, kg = model._lists()
+    own = torch.isin(model.triples[:, 0], pair.kg2)
+    counts = torch.bincount(idx, minlength=model.triples.size(0))
+    assert torch.equal(counts, 1 + own.long())
+    twice = idx[len(model.triples):]
+    assert bool(own[twice].all()) and bool((kg[len(model.triples):] == 0).all())
+    assert torch.equal(kg[:len(model.triples)], model.rel_kg[model.triples[:, 1]])
+    disjoint = _model(MSNEA, pair, triple_lists="disjoint")
+    assert disjoint._lists()[0].numel() == model.triples.size(0)
+    assert model.steps_per_epoch(0, 0) > disjoint.steps_per_epoch(0, 0)
+    # corruptions come from the list's KG, and only from entities that occur in a triple
+    torch.manual_seed(0)
+    tri = model.triples[twice[:200]]
+    h, t = model._corrupt(tri, torch.zeros(len(tri), dtype=torch.long))
+    changed = torch.where(h != tri[:, 0], h, t)
+    assert bool(torch.isin(changed[(h != tri[:, 0]) | (t != tri[:, 2])], model.kg1).all())
+    in_triples = torch.isin(torch.arange(pair.n_ent), torch.cat([pair.triples[:, 0], pair.triples[:, 2]]))
+    assert bool(in_triples[model.kg1].all() and in_triples[model.kg2].all())

@@ -190,15 +190,15 @@ def patch_eva() -> None:
     Load.load_attr = load_attr
 
 
-def patch_msnea(test_every: int, stop_after: int | None, marks: list) -> None:
+def patch_msnea(test_every: int, stop_after: int | None, marks: list, seed: int = 42) -> None:
     import random
 
     import numpy as np
     import torch
 
-    random.seed(42)
-    np.random.seed(42)
-    torch.manual_seed(42)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     import evaluation  # their evaluation.py (sys.path has the repo)
 
     original = evaluation.greedy_alignment
@@ -384,6 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ratio", type=float, default=0.2, help="GCN-Align: the seed ratio of our lineage split")
     ap.add_argument("--split-seed", type=int, default=42, help="GCN-Align: seed of the lineage shuffle")
     ap.add_argument("--test-every", type=int, default=None, help="GCN-Align, MSNEA: test every K epochs (and at the end)")
+    ap.add_argument("--seed", type=int, default=42, help="MSNEA: the seed of random, numpy and torch (recorded: 42)")
     ap.add_argument("--timing", type=Path, default=None)
     ap.add_argument("--stats", type=Path, default=None)
     args = ap.parse_args(ours)
@@ -414,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.model == "eva":
         patch_eva()
     elif args.model == "msnea":
-        patch_msnea(args.test_every or 1, args.stop_after, marks)
+        patch_msnea(args.test_every or 1, args.stop_after, marks, args.seed)
     reason, rc = "finished", 0
 
     def on_term(signum, frame):  # `kill -TERM` ends the run early but still writes --stats
