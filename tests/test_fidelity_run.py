@@ -112,6 +112,25 @@ def test_recorded_commands_hold_no_absolute_path_of_this_machine(tmp_path):
                    "--data-dir $SCRATCH/data/mmkg --x benchmarks/fidelity/shim.py --y docs")
 
 
+def test_a_reference_only_run_names_the_folder_holding_out_and_data_dir_scratch(tmp_path):
+    """``--reference`` (no authors' checkout): ``$SCRATCH`` is the folder holding both ``--out`` and
+    ``--data-dir``, so neither path of this machine reaches the table (seen: ``--data-dir /work/...``)."""
+    import argparse
+
+    from benchmarks.fidelity import authors as A
+
+    scratch = tmp_path / "scratch"
+    args = argparse.Namespace(authors_code=None, out=str(scratch / "fid" / "r2"), data_dir=str(scratch / "d" / "mmkg"))
+    assert R._scratch_of(args) == scratch.resolve()
+    cmd = f"python -m mimea.cli train --results {scratch.resolve()}/fid/r2/s --data-dir {scratch.resolve()}/d/mmkg"
+    assert A.portable_command(cmd, scratch=R._scratch_of(args)) == (
+        "python -m mimea.cli train --results $SCRATCH/fid/r2/s --data-dir $SCRATCH/d/mmkg")
+    only_out = argparse.Namespace(authors_code=None, out=str(scratch / "fid" / "r2"), data_dir=None)
+    assert R._scratch_of(only_out) == (scratch / "fid").resolve()
+    inside = argparse.Namespace(authors_code=None, out=str(A.REPO_ROOT / "fidelity-out"), data_dir=None)
+    assert R._scratch_of(inside) is None
+
+
 def test_an_interpreter_inside_the_repository_is_still_plain_python(monkeypatch):
     """CI's interpreter lies in the clone (.nox/tests/bin/python): it is named ``python``, not by a path."""
     import sys

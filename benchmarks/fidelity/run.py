@@ -109,11 +109,18 @@ OURS_WITH_AUTHORS_EVAL = ("gcn_align",)
 
 def _scratch_of(args) -> Path | None:
     """The scratch folder the recorded commands name ``$SCRATCH``: the one holding the authors' checkout, else the
-    one holding ``--out`` (outside the repository)."""
+    deepest folder holding every path of the run outside the repository (``--out`` and ``--data-dir``)."""
     if getattr(args, "authors_code", None) is not None:
         return Path(args.authors_code).resolve().parent
-    out = Path(args.out).resolve()
-    return None if A.REPO_ROOT in (out, *out.parents) else out.parent
+    outside = [p for p in (Path(args.out).resolve(),
+                           Path(args.data_dir).resolve() if getattr(args, "data_dir", None) else None)
+               if p is not None and A.REPO_ROOT not in (p, *p.parents)]
+    if not outside:
+        return None
+    common = Path(os.path.commonpath([str(p) for p in outside]))
+    if common == outside[0]:            # --out itself (no data dir outside): its parent, as before
+        common = common.parent
+    return None if common == Path(common.anchor) else common
 
 
 def run_ours(args, out: Path) -> tuple[dict, float | None, str, Path]:
