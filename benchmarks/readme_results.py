@@ -1,0 +1,175 @@
+"""The README's results tables, regenerated from the committed run records (``results/runs/``), never typed.
+
+    python benchmarks/readme_results.py            # rewrite the generated blocks of README.md in place
+    python benchmarks/readme_results.py --check    # exit 1 (and say which block) when README.md is stale
+
+Each block sits between ``<!-- readme_results:NAME begin -->`` and ``<!-- readme_results:NAME end -->`` in the
+README; the text around the blocks (what the numbers say) is written by hand. The blocks:
+
+* ``paper``: table 2's FB15K-DB15K 20 % cells under the ``paper`` profile (the runs
+  ``benchmarks/run.py --table 2 --profile paper --dataset FBDB15K --ratios 0.2 --replicates 3 --set
+  train.threads=1`` reads), one row per model: seeds, test H@1 / H@10 / MRR (left to right, mean ± std over the
+  seeds), epochs with the validation-selected ones, seconds per epoch and peak memory (means over the seeds);
+* ``design``: MIMEA's chosen design against MCLEA at a quarter of each one's authors' epochs (125 / 250), 20 %,
+  ``eval.valid_pool=unseen``, both real datasets (``benchmarks/design_study.py --ablation --test``);
+* ``ablation``: each module switched off, the validation MRR change paired by seed, per real dataset.
+
+Nothing here trains or needs the data: the records are the only input, so a fresh clone regenerates the same
+text (``tests/test_readme_results.py`` checks that the committed README is what the committed records give).
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+README = REPO_ROOT / "README.md"
+#: the data folder the records were made with, as their configs name it (relative to the repository)
+DATA_DIR = "../shared/data/mmkg"
+DESIGN_DATASETS = ("FBDB15K", "FBYG15K")
+DESIGN_EPOCHS = {"mimea": 125, "mclea": 250}
+
+
+def _ms(xs: list[float], nd: int = 3) -> str:
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+
+
+def _thousands(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def paper_block(results: Path) -> str:
+    from benchmarks.run import build_context, make_parser
+    from benchmarks.tables.registry import model_label
+    from benchmarks.tables.sweep import collect, group_records
+    from benchmarks.tables import table2_fbdb
+
+    args = make_parser().parse_args(["--table", "2", "--profile", "paper", "--dataset", "FBDB15K", "--ratios", "0.2",
+                                     "--data-dir", DATA_DIR, "--replicates", "3", "--set", "train.threads=1",
+                                     "--results", str(results), "--no-train"])
+    ctx = build_context(args)
+    specs = table2_fbdb.plan(ctx)
+    cells = group_records(specs, collect(specs, ctx.results))
+    lines = ["| model | seeds | test H@1 | test H@10 | test MRR | epochs (best on validation) | s/epoch | peak MB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for model in ctx.models:
+        recs = sorted(cells.get((model, "FBDB15K", 0.2, ""), []), key=lambda r: r.spec.seed)
+        if not recs:
+            lines.append(f"| {model_label(model)} | - | not run at paper length yet | | | | | |")
+            continue
+        metric = {m: [r.metric(m, "l2r") for r in recs] for m in ("hits@1", "hits@10", "mrr")}
+        epochs = sorted({int(r.metadata.get("epochs_run") or r.spec.config["train"]["epochs"]) for r in recs})
+        best = ", ".join(str(r.results.get("best_epoch")) for r in recs)
+        sec = [float(r.metadata["time_per_epoch_s"]) for r in recs if r.metadata.get("time_per_epoch_s")]
+        mem = [float(r.metadata["peak_memory_mb"]) for r in recs if r.metadata.get("peak_memory_mb")]
+        lines.append("| " + " | ".join([
+            model_label(model), ", ".join(str(r.spec.seed) for r in recs),
+            *(_ms(metric[m]) for m in ("hits@1", "hits@10", "mrr")),
+            f"{'/'.join(_thousands(e) for e in epochs)} ({best})",
+            f"{statistics.mean(sec):.2f}" if sec else "-", _thousands(statistics.mean(mem)) if mem else "-"]) + " |")
+    return "\n".join(lines)
+
+
+def _design_rows(results: Path, dataset: str) -> tuple[dict, dict]:
+    from benchmarks import design_study as D
+
+    mimea = D.collect(results, dataset, 0.2, DESIGN_EPOCHS["mimea"], "unseen", test=True)
+    mclea = D.collect(results, dataset, 0.2, DESIGN_EPOCHS["mclea"], "unseen", test=True, model="mclea")
+    return mimea, mclea
+
+
+def design_block(results: Path) -> str:
+    from benchmarks import design_study as D
+
+    lines = ["| 20 %, a quarter of each one's epochs | seeds | valid MRR | test H@1 | test MRR |",
+             "|---|---|---|---|---|"]
+    for dataset in DESIGN_DATASETS:
+        mimea, mclea = _design_rows(results, dataset)
+        for name, runs in ((f"{dataset}: MIMEA (ours), {DESIGN_EPOCHS['mimea']} epochs", mimea.get(D.FULL, [])),
+                           (f"{dataset}: MCLEA, {DESIGN_EPOCHS['mclea']} epochs", mclea.get(D.FULL, []))):
+            runs = sorted(runs, key=lambda r: r["seed"])
+            lines.append("| " + " | ".join([
+                name, ", ".join(str(r["seed"]) for r in runs) or "-", _ms([r["valid"]["mrr"] for r in runs]),
+                _ms([r["test"]["hits@1"] for r in runs]), _ms([r["test"]["mrr"] for r in runs])]) + " |")
+    return "\n".join(lines)
+
+
+def ablation_block(results: Path) -> str:
+    from benchmarks import design_study as D
+
+    per = {ds: D.ablation(_design_rows(results, ds)[0], test=False) for ds in DESIGN_DATASETS}
+    head = ["module removed: Δ validation MRR, paired by seed (seeds)", *DESIGN_DATASETS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, item in enumerate(per[DESIGN_DATASETS[0]]):
+        cells = [item["module"]]
+        for ds in DESIGN_DATASETS:
+            it = per[ds][i]
+            text = D._signed(it["d_valid_mrr"])
+            cells.append(f"{f'**{text}**' if it['earns'] else text} ({','.join(map(str, it['seeds'])) or '-'})")
+        lines.append("| " + " | ".join(cells) + " |")
+    sds = [per[ds][0]["sd_full"] if per[ds] else None for ds in DESIGN_DATASETS]
+    lines.append("| " + " | ".join(["the full model's seed-to-seed std (a drop beyond it, in bold, earns the place)",
+                                     *("-" if sd is None else f"{sd:.3f}" for sd in sds)]) + " |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"paper": paper_block, "design": design_block, "ablation": ablation_block}
+
+
+def _pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- readme_results:{name} begin -->\n)(.*?)(<!-- readme_results:{name} end -->)", re.S)
+
+
+def regenerate(text: str, results: Path) -> tuple[str, list[str]]:
+    """``text`` with every generated block rewritten; the names of the blocks that changed."""
+    changed = []
+    for name, make in BLOCKS.items():
+        pat = _pattern(name)
+        m = pat.search(text)
+        if m is None:
+            raise ValueError(f"README.md: no '<!-- readme_results:{name} begin -->' ... 'end -->' block")
+        body = make(results) + "\n"
+        if m.group(2) != body:
+            changed.append(name)
+            text = text[:m.start(2)] + body + text[m.end(2):]
+    return text, changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="change nothing; exit 1 when a block is stale")
+    ap.add_argument("--readme", default=str(README))
+    ap.add_argument("--results", default=str(REPO_ROOT / "results"))
+    args = ap.parse_args(argv)
+    path = Path(args.readme)
+    try:
+        new, changed = regenerate(path.read_text(encoding="utf-8"), Path(args.results))
+    except ValueError as exc:
+        print(f"readme_results.py: error: {exc}", file=sys.stderr)
+        return 2
+    if args.check:
+        if changed:
+            print(f"{path.name}: stale block(s) {', '.join(changed)}: run python benchmarks/readme_results.py",
+                  file=sys.stderr)
+            return 1
+        return 0
+    if changed:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(new, encoding="utf-8")
+        tmp.replace(path)
+    print(f"{path.name}: {'rewrote ' + ', '.join(changed) if changed else 'up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
