@@ -72,9 +72,14 @@ def test_same_seed_same_numbers_other_seed_differs(tmp_path):
     assert c != a
 
 
-def test_killed_run_resumes_to_the_same_result(tmp_path):
+@pytest.mark.parametrize("model,over", [
+    ("gcn_align", {}),
+    # MSNEA: several TransE steps an epoch (a pass over its triple lists, lazily built, with redrawn negatives)
+    ("msnea", {"model_config": {"triple_batch_size": 64}}),
+])
+def test_killed_run_resumes_to_the_same_result(tmp_path, model, over):
     """SIGKILL a training process after its first checkpoint; the rerun resumes and matches an unbroken run."""
-    cfg = _cfg(train={"epochs": 30, "eval_every": 2})
+    cfg = _cfg(model, train={"epochs": 30, "eval_every": 2}, **over)
     ref = run(cfg, tmp_path / "ref")["results"]
     store_root = tmp_path / "killed"
     store = RunStore(store_root)
