@@ -304,8 +304,7 @@ class MSNEA(AlignmentModel):
                 if not redo.any():
                     break
                 h2, t2 = self._draw_corruption(h[redo], t[redo], kg[redo])
-                h_neg, t_neg = h_neg.clone(), t_neg.clone()
-                h_neg[redo], t_neg[redo] = h2, t2
+                h_neg[redo], t_neg[redo] = h2, t2     # both fresh tensors of torch.where: never h, t themselves
         return h_neg, t_neg
 
     def _draw_corruption(self, h: Tensor, t: Tensor, kg: Tensor) -> tuple[Tensor, Tensor]:

@@ -36,12 +36,11 @@ DESIGN_DATASETS = ("FBDB15K", "FBYG15K")
 DESIGN_EPOCHS = {"mimea": 125, "mclea": 250}
 
 
-def _ms(xs: list[float], nd: int = 3) -> str:
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return f"{xs[0]:.{nd}f}"
-    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+def _ms(xs: list[float]) -> str:
+    """mean ± std to 3 decimals, as the design study prints them; "-" for no runs."""
+    from benchmarks.design_study import _mean_std
+
+    return _mean_std(xs) if xs else "-"
 
 
 def _thousands(x: float) -> str:
