@@ -21,6 +21,7 @@ visual modality, its alignment term and the visual TransE term are absent. Detai
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -268,9 +269,9 @@ class MSNEA(AlignmentModel):
 
     def forward(self, index: Tensor | None = None) -> Embeddings:
         """All entities, or (``index``) the rows of those entities only: the training step encodes the image and
-        attribute views of the batch's entities alone (their losses read no other row); TransE reads the whole
-        entity table, which :meth:`batch_loss` takes from :meth:`relational` directly."""
-        embs = self.encoder(index)
+        attribute views of the batch's entities alone (their losses read no other row); TransE reads the rows of
+        its triples' entities, which :meth:`batch_loss` takes from :meth:`relational_rows` directly."""
+        embs = self.encoder(index, only=("graph", "image"))    # the attribute view comes from the attention
         rel = F.normalize(embs["graph"], dim=-1)
         out = {"graph": rel}
         guide = rel
@@ -352,12 +353,16 @@ class MSNEA(AlignmentModel):
             kg = torch.cat([kg, torch.zeros_like(extra)])
         return idx, kg
 
-    def relation_loss(self, rel_emb: Tensor) -> Tensor:
+    def relation_loss(self, rel_rows: Callable[[Tensor], Tensor]) -> Tensor:
         """TransE on the step's ``triple_batch_size`` triples (``triple_sampling``: the next chunk of the pass, or drawn
-        at random), plus visual TransE where all four entities have images."""
+        at random), plus visual TransE where all four entities have images.
+
+        ``rel_rows(ids)``: the normalised relational embedding of entities ``ids`` ``[K, d]``. The batch's distinct
+        heads, tails and corruptions are read once (about 12,000 of 28,000 rows on FBDB15K), so neither the
+        normalisation nor the table's gradient is computed per role over the whole table (the same values)."""
         n_tri = self.triples.size(0)
         if n_tri == 0:
-            return rel_emb.new_zeros(())
+            return self.relations.weight.new_zeros(())
         if self.config.triple_sampling == "pass":
             if self._pass is None:
                 entries, lists = self._lists()
@@ -371,7 +376,9 @@ class MSNEA(AlignmentModel):
         h_neg, t_neg = self._corrupt(tri, kg if self.config.negative_kg == "relation" else None)
         rvec = F.normalize(self.relations(r), dim=-1)
         m = self.config.margin
-        loss = transe_margin(rel_emb[h], rvec, rel_emb[t], rel_emb[h_neg], rel_emb[t_neg], m)
+        uniq, inv = torch.unique(torch.stack([h, t, h_neg, t_neg]), return_inverse=True)
+        eh, et, eh_neg, et_neg = rel_rows(uniq)[inv].unbind(0)                   # 4 x [B, d]
+        loss = transe_margin(eh, rvec, et, eh_neg, et_neg, m)
         if self.has_image:
             real = self.encoder.img_mask
             keep = real[h] & real[t] & real[h_neg] & real[t_neg]
@@ -389,22 +396,31 @@ class MSNEA(AlignmentModel):
         """The L2-normalised relational (TransE) embedding of every entity ``[N, d]``."""
         return F.normalize(self.encoder.structure(), dim=-1)
 
+    def relational_rows(self, ids: Tensor) -> Tensor:
+        """The rows ``ids`` of :meth:`relational` ``[K, d]``, without the whole table when there is no graph
+        encoder (MSNEA's TransE table: each row depends on itself alone)."""
+        if self.encoder.graph is None:
+            return F.normalize(self.encoder.entity.weight[ids], dim=-1)
+        return self.relational()[ids]
+
     def batch_loss(self, links: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """One step: the alignment terms on the batch's entities only (renumbered), TransE on the whole table.
+        """One step: the alignment terms on the batch's entities only (renumbered), TransE on its triples' rows.
         The same loss and gradients as ``loss(self(), links)`` (tests/test_batch_forward.py)."""
         index, local = torch.unique(links, return_inverse=True)
-        return self._loss(self(index), local, self.relational())
+        return self._loss(self(index), local, self.relational_rows)
 
     def loss(self, emb: Embeddings, links: Tensor) -> tuple[Tensor, dict[str, float]]:
-        return self._loss(emb, links, emb.modalities["graph"])
+        graph = emb.modalities["graph"]
+        return self._loss(emb, links, lambda ids: graph[ids])
 
-    def _loss(self, emb: Embeddings, links: Tensor, rel_all: Tensor) -> tuple[Tensor, dict[str, float]]:
+    def _loss(self, emb: Embeddings, links: Tensor,
+              rel_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, dict[str, float]]:
         a, b = links[:, 0], links[:, 1]
         margin = self.config.align_margin
         terms = {m: siamese_loss(e[a], e[b], margin) for m, e in emb.modalities.items()}
         terms["joint"] = siamese_loss(emb.joint[a], emb.joint[b], margin)
         align = torch.stack(list(terms.values())).sum()
-        rel = self.relation_loss(rel_all)
+        rel = self.relation_loss(rel_rows)
         logs = {"loss_relation": float(rel.detach()), "loss_align": float(align.detach())}
         logs.update({f"align_{k}": float(v.detach()) for k, v in terms.items()})
         return rel + align, logs

@@ -61,9 +61,9 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     load_s = time.perf_counter() - t
     split = make_split(pair.links, cfg.split.ratio, mode=cfg.split.mode, val_fraction=cfg.split.val_fraction)
     model = registry.get(model_name)(pair.to(device), model_config(cfg)).to(device)
-    trainer = Trainer(model, cfg.train, None)       # the trainer's own epoch (plan, optimiser, clipping)
     links = split.train.to(device)
-    model.prepare_training(links)
+    model.prepare_training(links)                   # before the plan: MSNEA's steps count the swapped triples
+    trainer = Trainer(model, cfg.train, None)       # the trainer's own epoch (plan, optimiser, clipping)
     gen = torch.Generator().manual_seed(0)
 
     def epoch() -> float:

@@ -57,8 +57,9 @@ def test_batch_forward_encodes_only_the_rows_asked_for(synthetic_pair):
 
 
 def test_msnea_batch_step_equals_the_full_forward(synthetic_pair):
-    """MSNEA's step encodes the image and attribute views of the batch's entities only; TransE still reads the
-    whole table. Same loss, same gradients (the same triples drawn: the RNG reseeded for both)."""
+    """MSNEA's step encodes the image and attribute views of the batch's entities only, and TransE normalises
+    only the rows of its triples' entities. Same loss, same gradients (the same triples drawn: the RNG reseeded
+    for both)."""
     cls = registry.get("msnea")
     torch.manual_seed(0)
     model = cls(synthetic_pair, cls.Config(dim=16, triple_batch_size=200)).eval()
@@ -73,3 +74,21 @@ def test_msnea_batch_step_equals_the_full_forward(synthetic_pair):
     batch, _ = model.batch_loss(links)
     g_batch = torch.autograd.grad(batch, params, allow_unused=True)
     _assert_same_loss_and_grads(batch, full, g_batch, g_full)
+
+
+def test_msnea_relational_rows_are_the_rows_of_the_whole_table(synthetic_pair):
+    cls = registry.get("msnea")
+    torch.manual_seed(0)
+    model = cls(synthetic_pair, cls.Config(dim=16))
+    ids = torch.tensor([7, 0, 7, 31])
+    torch.testing.assert_close(model.relational_rows(ids), model.relational()[ids])
+
+
+def test_encoder_only_encodes_the_modalities_named(synthetic_pair):
+    cls = registry.get("mclea")
+    torch.manual_seed(0)
+    enc = cls(synthetic_pair, cls.Config(**SMALL["mclea"])).encoder
+    index = torch.tensor([3, 1])
+    part, whole = enc(index, only=("graph", "image")), enc(index)
+    assert set(part) == {"graph", "image"} and set(whole) == set(enc.modalities)
+    torch.testing.assert_close(part["image"], whole["image"])

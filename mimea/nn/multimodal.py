@@ -125,14 +125,17 @@ class MultiModalEncoder(nn.Module):
             return self.graph(x, self.edge_index, self.edge_weight)
         return self.graph(x, self.edge_index)
 
-    def forward(self, index: Tensor | None = None) -> dict[str, Tensor]:
-        """Modality name -> ``[N, d_m]`` for every modality in ``self.modalities`` (in that order).
+    def forward(self, index: Tensor | None = None, only: tuple[str, ...] | None = None) -> dict[str, Tensor]:
+        """Modality name -> ``[N, d_m]`` for every modality in ``self.modalities`` (in that order), or for those
+        of them named in ``only`` (a model that reads some modalities through its own layers).
 
         With ``index`` (entity ids ``[K]``), only those rows ``[K, d_m]``: the graph encoder still runs on the whole
         graph (a row depends on its neighbours), the feature encoders only on the K rows they are asked for.
         """
         out = {}
         for m in self.modalities:
+            if only is not None and m not in only:
+                continue
             if m == "graph":
                 g = self.structure()
                 out[m] = g if index is None else g[index]
