@@ -441,9 +441,15 @@ def run_notes(records: Sequence, replicates: int) -> list[str]:
     out = [f"Ours: mean ± std (sample) over n={replicates} replicate(s) per cell (init seeds "
            f"{', '.join(map(str, seeds))}; the split fixed: {'; '.join(splits)}).",
            f"Test links, left-to-right (KG1 → KG2), {', '.join(sims)} ranking; {chosen}. "
-           f"Profile {', '.join(profiles)}; {len(records)} runs, stopped by "
-           + ", ".join(f"{k} {v}" for k, v in sorted(stopped.items())) + f"; device {', '.join(devices)}."]
+           f"Profile {', '.join(profiles)}; {len(records)} runs, "
+           + ", ".join(f"{v} stopped by {STOP_REASONS.get(k, k)}" for k, v in sorted(stopped.items()))
+           + f"; device {', '.join(devices)}."]
     return out
+
+
+#: the trainer's ``stopped_by`` values, in words
+STOP_REASONS = {"epochs": "the epoch limit", "early_stopping": "early stopping on validation",
+                "time_budget": "the time budget"}
 
 
 def metric_cell(records: Iterable, metric: str, direction: str) -> Cell:
