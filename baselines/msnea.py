@@ -20,8 +20,8 @@ visual modality, its alignment term and the visual TransE term are absent. Detai
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
