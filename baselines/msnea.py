@@ -397,11 +397,9 @@ class MSNEA(AlignmentModel):
         return F.normalize(self.encoder.structure(), dim=-1)
 
     def relational_rows(self, ids: Tensor) -> Tensor:
-        """The rows ``ids`` of :meth:`relational` ``[K, d]``, without the whole table when there is no graph
-        encoder (MSNEA's TransE table: each row depends on itself alone)."""
-        if self.encoder.graph is None:
-            return F.normalize(self.encoder.entity.weight[ids], dim=-1)
-        return self.relational()[ids]
+        """The rows ``ids`` of :meth:`relational` ``[K, d]`` without the whole table: MSNEA's encoder has no graph
+        layer (``graph_kind="none"``), so each row is its own TransE table row, normalised."""
+        return F.normalize(self.encoder.entity.weight[ids], dim=-1)
 
     def batch_loss(self, links: Tensor) -> tuple[Tensor, dict[str, float]]:
         """One step: the alignment terms on the batch's entities only (renumbered), TransE on its triples' rows.
