@@ -48,14 +48,14 @@ def _thousands(x: float) -> str:
     return f"{x:,.0f}"
 
 
-def _paper_block(results: Path, table: int, dataset: str) -> str:
+def _paper_block(results: Path, module) -> str:
+    """One row per model of a main-results table module's 20 % paper-profile cells (its NUMBER, DATASET)."""
     from benchmarks.run import build_context, make_parser
     from benchmarks.tables.registry import model_label
     from benchmarks.tables.sweep import collect, group_records
-    from benchmarks.tables import table2_fbdb, table3_fbyg
 
-    module = {2: table2_fbdb, 3: table3_fbyg}[table]
-    args = make_parser().parse_args(["--table", str(table), "--profile", "paper", "--dataset", dataset,
+    dataset = module.DATASET
+    args = make_parser().parse_args(["--table", str(module.NUMBER), "--profile", "paper", "--dataset", dataset,
                                      "--ratios", "0.2", "--data-dir", DATA_DIR, "--replicates", "3",
                                      "--set", "train.threads=1", "--results", str(results), "--no-train"])
     ctx = build_context(args)
@@ -83,12 +83,16 @@ def _paper_block(results: Path, table: int, dataset: str) -> str:
 
 def paper_block(results: Path) -> str:
     """Table 2's FB15K-DB15K 20 % cells, paper profile."""
-    return _paper_block(results, 2, "FBDB15K")
+    from benchmarks.tables import table2_fbdb
+
+    return _paper_block(results, table2_fbdb)
 
 
 def paper_fbyg_block(results: Path) -> str:
     """Table 3's FB15K-YAGO15K 20 % cells, paper profile."""
-    return _paper_block(results, 3, "FBYG15K")
+    from benchmarks.tables import table3_fbyg
+
+    return _paper_block(results, table3_fbyg)
 
 
 def _design_rows(results: Path, dataset: str) -> tuple[dict, dict]:
