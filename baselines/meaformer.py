@@ -59,6 +59,23 @@ class ModalityTransformerLayer(nn.Module):
             hidden = self.ffn_norm(hidden + self.ffn(hidden))
         return hidden, probs
 
+    def attention_probs(self, tokens: Tensor) -> Tensor:
+        """The probabilities :meth:`forward` returns, ``[N, H, M, M]``, without the values, the output projection
+        and the LayerNorm (what an evaluation that only needs the modality weights reads).
+
+        The query and key rows of the same in-projection and the same ``bmm(q * sqrt(1 / d_head), k^T)`` and softmax
+        as :func:`torch.nn.functional.multi_head_attention_forward`; with one head the probabilities are those of
+        :meth:`forward` to the bit (tested), with more the per-head layout may round differently in the last bit.
+        Dropout follows ``self.training`` as in :meth:`forward`.
+        """
+        n, m, e = tokens.shape
+        heads = self.attn.num_heads
+        d_head = e // heads
+        proj = F.linear(tokens, self.attn.in_proj_weight[: 2 * e], self.attn.in_proj_bias[: 2 * e])
+        q, k = proj.unflatten(-1, (2, heads, d_head)).permute(2, 0, 3, 1, 4)      # each [N, H, M, d_head]
+        probs = torch.matmul(q * math.sqrt(1.0 / float(d_head)), k.transpose(-1, -2)).softmax(dim=-1)
+        return F.dropout(probs, self.attn.dropout, self.training)
+
 
 def linear_init_(attn: nn.MultiheadAttention) -> None:
     """Re-initialise ``attn`` as the authors' separate ``nn.Linear`` query/key/value/dense layers start (PyTorch's
@@ -154,6 +171,19 @@ class MEAformer(AlignmentModel):
         return Embeddings(joint=joint, modalities=embs,
                           extras={"weights": weights, "weight_names": names,
                                   "hidden": {m: hidden[:, i] for i, m in enumerate(names)}})
+
+    @torch.no_grad()
+    def embed(self) -> Tensor:
+        """The evaluation joint embedding: :meth:`forward`'s in eval mode, without the last layer's hidden states
+        (only its attention probabilities make the weights; the hidden states feed the training loss alone)."""
+        with evaluating(self):
+            embs = self.encoder()
+            names = self.encoder.modalities
+            hidden = torch.stack([embs[m] for m in names], dim=1)
+            for layer in self.layers[:-1]:
+                hidden, _ = layer(hidden)
+            weights = attention_weights(self.layers[-1].attention_probs(hidden))
+            return weighted_concat([embs[m] for m in names], weights)
 
     def loss(self, emb: Embeddings, links: Tensor) -> tuple[Tensor, dict[str, float]]:
         tau = self.config.tau

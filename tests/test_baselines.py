@@ -221,6 +221,22 @@ def test_meaformer_joint_is_weighted_concat_of_normalised_unimodal(pair):
     assert torch.allclose(emb.joint, expected)
 
 
+@pytest.mark.parametrize("heads,layers", [(1, 1), (2, 1), (1, 2)])
+def test_meaformer_embed_is_the_eval_forward_joint(pair, links, heads, layers):
+    """embed() skips the last layer's values and output projection; the weights it reads are forward()'s."""
+    model = _model(MEAformer, pair, attention_heads=heads, fusion_layers=layers)
+    _train(model, links, steps=2)
+    assert model.training
+    got = model.embed()
+    assert model.training                                          # the mode is restored
+    with torch.no_grad():
+        want = model.eval()().joint
+    if heads == 1:
+        assert torch.equal(got, want)
+    else:
+        assert torch.allclose(got, want, rtol=0, atol=1e-6)
+
+
 def test_msnea_attention_sums_to_one_and_follows_the_visual_embedding(pair):
     model = _model(MSNEA, pair, attention_padding="own", missing_visual="fallback").eval()
     has_att = model.encoder.feature("attribute").gt(0)

@@ -11,6 +11,8 @@ from mimea.evaluation import evaluate, export_predictions, mutual_nearest_neighb
 from mimea.evaluation.ranking import topk_values
 
 CHUNKS = (5, 16, 1000)  # smaller than n and not dividing it (n is 37, 53 or 35 here), and larger than n
+#: keep_bytes values: 0 (always the chunked two-product passes) and the default (small matrices kept whole)
+KEEP = (0, None)
 
 
 # ------------------------------------------------------------------------------------------ reference
@@ -95,8 +97,9 @@ def test_ranks_match_brute_force_with_ties(similarity, k, duplicates):
     ranks = np.concatenate([ref["ranks_l2r"], ref["ranks_r2l"]])
     assert (ranks != np.round(ranks)).any(), "the data must contain ties with the gold"
     for chunk in CHUNKS:
-        _assert_matches(evaluate(emb, pairs, similarity=similarity, csls_k=k, chunk_size=chunk,
-                                 return_ranks=True), ref)
+        for keep in KEEP:
+            _assert_matches(evaluate(emb, pairs, similarity=similarity, csls_k=k, chunk_size=chunk,
+                                     return_ranks=True, keep_bytes=keep), ref)
 
 
 @pytest.mark.parametrize("chunk", (1,) + CHUNKS)
@@ -105,7 +108,22 @@ def test_csls3_matches_brute_force_on_continuous_embedding(chunk):
     pairs = _pairs(60, 53, 120, seed=4, duplicates=True)
     ref = _reference(emb, pairs, "csls", 3)
     assert 0.0 < ref["l2r"]["hits@1"] < 1.0 and ref["l2r"]["mr"] > 2
-    _assert_matches(evaluate(emb, pairs, similarity="csls", csls_k=3, chunk_size=chunk, return_ranks=True), ref)
+    for keep in KEEP:
+        _assert_matches(evaluate(emb, pairs, similarity="csls", csls_k=3, chunk_size=chunk, return_ranks=True,
+                                 keep_bytes=keep), ref)
+
+
+@pytest.mark.parametrize("similarity", ["cosine", "csls"])
+def test_kept_matrix_gives_the_chunked_ranks_to_the_bit(similarity):
+    """Keeping the whole similarity matrix between the passes (one product) ranks exactly as recomputing it."""
+    emb = torch.randn(700, 48, generator=torch.Generator().manual_seed(5))   # float32: rounding is live
+    pairs = _pairs(350, 301, 700, seed=6, duplicates=True)
+    for chunk in (64, 97, 4096):
+        two = evaluate(emb, pairs, similarity=similarity, chunk_size=chunk, return_ranks=True, keep_bytes=0)
+        one = evaluate(emb, pairs, similarity=similarity, chunk_size=chunk, return_ranks=True, keep_bytes=2**30)
+        for direction in ("ranks_l2r", "ranks_r2l"):
+            assert torch.equal(one[direction], two[direction]), (chunk, direction)
+        assert one["l2r"] == two["l2r"] and one["r2l"] == two["r2l"]
 
 
 def test_directions_are_symmetric():

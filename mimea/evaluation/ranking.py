@@ -20,7 +20,8 @@ Protocol (see ``docs/evaluation.md``):
 Cost: two passes of row chunks over the ``n x n`` similarity, i.e. two matrix products for CSLS (pass 1: the
 radii ``r_L``, ``r_R`` and the right-to-left counts whose gold row was already seen; pass 2: the left-to-right
 ranks and the rest of the right-to-left counts) and one and a half for cosine. Memory is a few
-``chunk_size x n`` buffers; the ``n x n`` matrix never exists.
+``chunk_size x n`` buffers; the ``n x n`` matrix never exists, unless it fits :data:`KEEP_BYTES` (512 MiB by
+default): then pass 1 keeps it and pass 2 reads it back, one product in all, the same ranks to the bit.
 """
 from __future__ import annotations
 
@@ -80,6 +81,16 @@ def check_ids(ids: Tensor, n_ent: int, what: str) -> None:
 CPU_GEMM = os.environ.get("MIMEA_CPU_GEMM", "numpy")
 if CPU_GEMM not in ("numpy", "torch"):
     raise ValueError(f"MIMEA_CPU_GEMM must be 'numpy' or 'torch', got {CPU_GEMM!r}")
+
+
+#: Largest ``n_left x n_right`` similarity matrix (bytes) that :func:`evaluate` keeps whole between its two passes,
+#: so that the second pass reads it instead of recomputing the matrix product (CSLS: one product instead of two).
+#: The ranks are the same bits either way: the kept values ARE the first pass's products, and a recomputed chunk is
+#: the same deterministic product. FBDB15K's 20 % test matrix (10,277 x 10,277 float32) is 403 MiB. Set with the
+#: environment variable ``MIMEA_EVAL_KEEP_MB`` (0: never keep; always the chunked two-product algorithm).
+KEEP_BYTES = int(float(os.environ.get("MIMEA_EVAL_KEEP_MB", "512")) * 2**20)
+if KEEP_BYTES < 0:
+    raise ValueError(f"MIMEA_EVAL_KEEP_MB must be >= 0, got {os.environ.get('MIMEA_EVAL_KEEP_MB')!r}")
 
 
 def matmul_t(a: Tensor, b: Tensor, out: Tensor | None = None) -> Tensor:
@@ -274,10 +285,15 @@ class _Counts:
 
 
 def _rank_counts(left: Tensor, right: Tensor, lay: _Layout, csls: bool, k: int,
-                 chunk_size: int) -> tuple[Tensor, Tensor]:
-    """Realistic ranks ``(l2r [n], r2l [n])`` of every pair: the two-pass chunked algorithm."""
+                 chunk_size: int, keep_bytes: int = 0) -> tuple[Tensor, Tensor]:
+    """Realistic ranks ``(l2r [n], r2l [n])`` of every pair: the two-pass chunked algorithm.
+
+    With ``keep_bytes`` at least the size of the ``n_left x n_right`` matrix, pass 1 writes its products into one
+    kept matrix and pass 2 reads them back instead of recomputing them (the same values, so the same ranks)."""
     n, n_left, n_right = lay.row.numel(), left.shape[0], right.shape[0]
     dev = left.device
+    kept = (torch.empty(n_left, n_right, dtype=left.dtype, device=dev)
+            if n_left * n_right * left.element_size() <= keep_bytes else None)
     l2r, r2l = _Counts(n, n_right, dev), _Counts(n, n_left, dev)
     prim_l2r_gold = lay.col[lay.prim_l2r_pair]                 # [nL] gold column of each row's primary query
     prim_r2l_row = lay.row[lay.prim_r2l_pair]                  # [nR] gold row of each column's primary query
@@ -288,7 +304,8 @@ def _rank_counts(left: Tensor, right: Tensor, lay: _Layout, csls: bool, k: int,
     neg_r_left = torch.zeros(n_left, dtype=left.dtype, device=dev)   # -r_L, filled chunk by chunk in pass 1
     cols = ColumnTopK(k)
     rows_max = min(chunk_size, n_left)
-    sim_ws, work_ws = _Workspace(rows_max * n_right, left), _Workspace(rows_max * n_right, left)
+    sim_ws = _Workspace(rows_max * n_right if kept is None else 0, left)
+    work_ws = _Workspace(rows_max * n_right, left)
     ones = torch.ones(max(n_left, n_right), dtype=left.dtype, device=dev)
 
     def to_r2l(cos: Tensor, s: int, e: int, out: Tensor) -> Tensor:
@@ -310,7 +327,7 @@ def _rank_counts(left: Tensor, right: Tensor, lay: _Layout, csls: bool, k: int,
     # and (cosine only) the complete left-to-right ranks.
     done = 0
     for s, e in row_chunks(n_left, chunk_size):
-        cos = matmul_t(left[s:e], right, out=sim_ws.view(e - s, n_right))
+        cos = matmul_t(left[s:e], right, out=sim_ws.view(e - s, n_right) if kept is None else kept[s:e])
         if csls:
             neg_r_left[s:e] = -topk_mean(cos, k)
             cols.update(cos)
@@ -318,8 +335,9 @@ def _rank_counts(left: Tensor, right: Tensor, lay: _Layout, csls: bool, k: int,
             l2r_count_(work_ws.view(e - s, n_right).copy_(cos), s, e)
         known = int(torch.searchsorted(prim_r2l_row, e))      # columns [0, known) have their gold row < e
         # Only those columns are ranked in this pass (an extra query's column is its primary's, so an extra whose
-        # gold row is < e lies there too): transform just them.
-        v = to_r2l(cos[:, :known], s, e, out=cos[:, :known])
+        # gold row is < e lies there too): transform just them (in place, unless pass 2 reads the kept matrix).
+        v = to_r2l(cos[:, :known], s, e,
+                   out=cos[:, :known] if kept is None else work_ws.view(e - s, known))
         new = torch.arange(done, known, device=dev)
         gold_r2l[new] = v[prim_r2l_row[new] - s, new]
         done = known
@@ -340,7 +358,12 @@ def _rank_counts(left: Tensor, right: Tensor, lay: _Layout, csls: bool, k: int,
         if not csls and known == n_right and pending.numel() == 0:
             continue
         work = work_ws.view(e - s, n_right - known)
-        if csls:
+        if kept is not None:
+            cos = kept[s:e]
+            rest = to_r2l(cos[:, known:], s, e, out=work)
+            ex = cos.index_select(1, ex_r2l_col[pending])
+            ex = to_r2l(ex, s, e, out=ex)
+        elif csls:
             cos = matmul_t(left[s:e], right, out=sim_ws.view(e - s, n_right))
             rest = to_r2l(cos[:, known:], s, e, out=work)
             ex = cos.index_select(1, ex_r2l_col[pending])
@@ -377,6 +400,7 @@ def evaluate(
     chunk_size: int = 4096,
     hits: tuple[int, ...] = (1, 5, 10),
     return_ranks: bool = False,
+    keep_bytes: int | None = None,
 ) -> dict:
     """Rank every test pair in both directions and return the alignment metrics.
 
@@ -388,6 +412,8 @@ def evaluate(
         chunk_size: left rows per chunk; peak memory is two reused ``chunk_size x n`` score buffers.
         hits: the k of the Hits@k metrics.
         return_ranks: also return the float ranks per pair (``ranks_l2r``, ``ranks_r2l``, on CPU, pairs order).
+        keep_bytes: keep the whole similarity matrix between the two passes when it is at most this many bytes
+            (default :data:`KEEP_BYTES`; 0 never): one matrix product instead of two, the same ranks.
 
     Returns:
         ``{"l2r": m, "r2l": m, "mean": m, "n": n}`` with ``m = {"hits@k"..., "mrr", "mr"}`` (hits as
@@ -406,7 +432,8 @@ def evaluate(
     check_embedding(left)
     check_embedding(right)
     ranks_l2r, ranks_r2l = _rank_counts(normalise(left), normalise(right), lay, similarity == "csls",
-                                        int(csls_k), int(chunk_size))
+                                        int(csls_k), int(chunk_size),
+                                        KEEP_BYTES if keep_bytes is None else int(keep_bytes))
     m_l2r, m_r2l = metrics_from_ranks(ranks_l2r, hits), metrics_from_ranks(ranks_r2l, hits)
     out: dict = {
         "l2r": m_l2r,
