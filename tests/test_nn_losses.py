@@ -174,3 +174,59 @@ def test_blockwise_icl_and_ial_equal_the_concatenated_formulation():
         g2 = torch.autograd.grad(ref, (a, b))
         for x, y in zip(g1, g2):
             assert torch.allclose(x, y, rtol=1e-8, atol=1e-12)
+
+
+def _autograd_info_nce(a, b, tau, intra):
+    """info_nce's per-pair loss through plain autograd (the formulation its hand-written backward replaces)."""
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    ab = (a / tau) @ b.t()
+    lse_a, lse_b = torch.logsumexp(ab, dim=1), torch.logsumexp(ab, dim=0)
+    if intra:
+        eye = torch.eye(a.size(0), dtype=torch.bool)
+        aa = ((a / tau) @ a.t()).masked_fill(eye, torch.finfo(a.dtype).min)
+        bb = ((b / tau) @ b.t()).masked_fill(eye, torch.finfo(a.dtype).min)
+        lse_a = torch.logaddexp(lse_a, torch.logsumexp(aa, dim=1))
+        lse_b = torch.logaddexp(lse_b, torch.logsumexp(bb, dim=1))
+    return 0.5 * ((lse_a - ab.diagonal()) + (lse_b - ab.diagonal()))
+
+
+@pytest.mark.parametrize("intra", [True, False])
+@pytest.mark.parametrize("upstream", ["mean", "sum", "positive", "signed"])
+def test_info_nce_backward_equals_autograd(intra, upstream):
+    """The hand-written backward gives autograd's gradients (float64), for any upstream gradient."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(29, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(29, 12, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = {"positive": torch.rand(29, generator=g, dtype=torch.float64) + 0.1,
+               "signed": torch.randn(29, generator=g, dtype=torch.float64)}.get(upstream)
+    reduction = upstream if upstream in ("mean", "sum") else "none"
+    ours = info_nce(a, b, 0.07, intra_negatives=intra, reduction=reduction)
+    ref = _autograd_info_nce(a, b, 0.07, intra)
+    ref = {"mean": ref.mean(), "sum": ref.sum()}.get(reduction, ref)
+    if weights is not None:
+        ours, ref = (ours * weights).sum(), (ref * weights).sum()
+    assert torch.allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    for x, y in zip(torch.autograd.grad(ours, (a, b)), torch.autograd.grad(ref, (a, b))):
+        assert torch.allclose(x, y, rtol=1e-9, atol=1e-12)
+
+
+def test_info_nce_gradcheck_and_retain_graph():
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, y: info_nce(x, y, 0.2, reduction="none"), (a, b))
+    loss = info_nce(a, b, 0.2)
+    first = torch.autograd.grad(loss, (a, b), retain_graph=True)
+    again = torch.autograd.grad(loss, (a, b))                   # the saved logits were not consumed
+    assert all(torch.equal(x, y) for x, y in zip(first, again))
+
+
+def test_info_nce_float32_gradients_match_autograd_closely():
+    """In float32 the two backward formulations differ only by rounding."""
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(300, 64, generator=g, requires_grad=True)
+    b = (a.detach() + 0.5 * torch.randn(300, 64, generator=g)).requires_grad_()
+    ours = torch.autograd.grad(info_nce(a, b, 0.1), (a, b))
+    ref = torch.autograd.grad(_autograd_info_nce(a, b, 0.1, True).mean(), (a, b))
+    for x, y in zip(ours, ref):
+        assert (x - y).abs().max() <= 1e-5 * y.abs().max()

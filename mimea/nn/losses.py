@@ -43,6 +43,69 @@ def _contrast_blocks(a: Tensor, b: Tensor, tau: float, intra_negatives: bool):
     return ab, _self_logits(a, tau), _self_logits(b, tau)
 
 
+def _lse_pairs(ab: Tensor, aa: Tensor | None, bb: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Each pair's log-normaliser of direction a->b (rows of ``[ab | aa]``) and b->a (rows of ``[ab^T | bb]``)."""
+    lse_a = torch.logsumexp(ab, dim=1)
+    lse_b = torch.logsumexp(ab, dim=0)
+    if aa is not None:
+        lse_a = torch.logaddexp(lse_a, torch.logsumexp(aa, dim=1))
+        lse_b = torch.logaddexp(lse_b, torch.logsumexp(bb, dim=1))
+    return lse_a, lse_b
+
+
+def _softmax_times(logits: Tensor, lse: Tensor, scale: Tensor, dim: int, out: Tensor) -> Tensor:
+    """``scale * exp(logits - lse)`` into ``out``, ``lse`` and ``scale`` broadcast along ``dim`` (1: per row, 0: per
+    column). A positive ``scale`` is folded into the exponent (``exp(logits - (lse - log scale))``): two passes over
+    the block instead of three."""
+    shape = (-1, 1) if dim == 1 else (1, -1)
+    if bool((scale > 0).all()):
+        return torch.sub(logits, (lse - scale.log()).view(shape), out=out).exp_()
+    return torch.sub(logits, lse.view(shape), out=out).exp_().mul_(scale.view(shape))
+
+
+class _InfoNCEPerPair(torch.autograd.Function):
+    """Per-pair ICL ``[B]`` of (already normalised) ``a``, ``b`` with a hand-written backward.
+
+    Forward: the same operations as autograd's formulation, hence the same values. Backward, for upstream ``g``:
+    ``dL/d ab_ij = g_i/2 softmax_a(i, j) + g_j/2 softmax_b(j, i) - g_i [i = j]``, ``dL/d aa_ij = g_i/2 softmax_a``,
+    ``dL/d bb_ij = g_i/2 softmax_b``; then ``da = (G_ab b + (G_aa + G_aa^T) a) / tau``,
+    ``db = (G_ab^T a + (G_bb + G_bb^T) b) / tau`` (``G_aa^T`` read as ``aa``'s column softmax, ``aa`` being symmetric
+    up to rounding): four ``[B, B] x [B, d]`` products where autograd's backward of the
+    three forward products takes six, and two ``[B, B]`` buffers for all the gradient blocks. The saved logits are
+    read, never written, so ``retain_graph`` works; double backward is not supported.
+    """
+
+    @staticmethod
+    def forward(ctx, a: Tensor, b: Tensor, tau: float, intra_negatives: bool) -> Tensor:
+        ab, aa, bb = _contrast_blocks(a, b, tau, intra_negatives)
+        lse_a, lse_b = _lse_pairs(ab, aa, bb)
+        per_pair = 0.5 * ((lse_a - ab.diagonal()) + (lse_b - ab.diagonal()))
+        ctx.save_for_backward(a, b, ab, lse_a, lse_b, *(() if aa is None else (aa, bb)))
+        ctx.tau = tau
+        return per_pair
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g: Tensor):
+        a, b, ab, lse_a, lse_b, *intra = ctx.saved_tensors
+        half = 0.5 * g
+        g_ab = _softmax_times(ab, lse_a, half, dim=1, out=torch.empty_like(ab))
+        tmp = _softmax_times(ab, lse_b, half, dim=0, out=torch.empty_like(ab))
+        g_ab.add_(tmp)
+        g_ab.diagonal().sub_(g)
+        da = g_ab @ b
+        db = g_ab.t() @ a
+        if intra:
+            aa, bb = intra
+            for logits, lse, x, grad in ((aa, lse_a, a, da), (bb, lse_b, b, db)):
+                # G + G^T, read along rows and along columns of the same logits (aa = (a / tau) a^T is symmetric up
+                # to the rounding of its two products): contiguous passes instead of a transposed read.
+                sym = _softmax_times(logits, lse, half, dim=1, out=tmp)
+                sym.add_(_softmax_times(logits, lse, half, dim=0, out=g_ab))
+                grad.addmm_(sym, x)
+        return da.div_(ctx.tau), db.div_(ctx.tau), None, None
+
+
 def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, *, normalize: bool = True,
              intra_negatives: bool = True, reduction: str = "mean") -> Tensor:
     """MCLEA's intra-modal contrastive loss (ICL), bidirectional, with in-batch negatives.
@@ -60,14 +123,12 @@ def info_nce(a: Tensor, b: Tensor, tau: float = 0.1, *, normalize: bool = True,
         raise ValueError(f"unknown reduction {reduction!r}; known: mean, sum, none")
     if normalize:
         a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
-    ab, aa, bb = _contrast_blocks(a, b, tau, intra_negatives)
-    pos = ab.diagonal()
-    lse_a = torch.logsumexp(ab, dim=1)
-    lse_b = torch.logsumexp(ab, dim=0)
-    if aa is not None:
-        lse_a = torch.logaddexp(lse_a, torch.logsumexp(aa, dim=1))
-        lse_b = torch.logaddexp(lse_b, torch.logsumexp(bb, dim=1))
-    per_pair = 0.5 * ((lse_a - pos) + (lse_b - pos))
+    if torch.is_grad_enabled() and (a.requires_grad or b.requires_grad):
+        per_pair = _InfoNCEPerPair.apply(a, b, float(tau), bool(intra_negatives))
+    else:
+        ab, aa, bb = _contrast_blocks(a, b, tau, intra_negatives)
+        lse_a, lse_b = _lse_pairs(ab, aa, bb)
+        per_pair = 0.5 * ((lse_a - ab.diagonal()) + (lse_b - ab.diagonal()))
     if reduction == "none":
         return per_pair
     return per_pair.sum() if reduction == "sum" else per_pair.mean()
