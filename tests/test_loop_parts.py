@@ -95,3 +95,26 @@ def test_authors_profile_trains_on_every_seed_and_keeps_the_last_epoch(tmp_path)
 def test_paper_profile_never_stops_early_and_selects_on_validation():
     cfg = resolve("meaformer", "paper")
     assert cfg.train.patience == 0 and cfg.split.val_fraction > 0 and not cfg.eval.test_curve
+
+
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_adam_takes_the_fused_kernel_and_makes_the_loops_update(name):
+    from mimea.training.optim import build_optimizer
+
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(300, 17, generator=g), torch.randn(17, generator=g)]
+    runs = {}
+    for fused in (True, False):
+        params = [torch.nn.Parameter(x.clone()) for x in start]
+        opt = (build_optimizer(name, params, 1e-3, 1e-4) if fused else
+               (torch.optim.AdamW if name == "adamw" else torch.optim.Adam)(params, lr=1e-3, weight_decay=1e-4))
+        assert bool(opt.param_groups[0].get("fused")) is fused
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(30):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        runs[fused] = params
+    assert not torch.equal(runs[True][0], start[0])                   # it did update
+    for a, b in zip(runs[True], runs[False]):
+        assert (a - b).abs().max() <= 4e-7                              # rounding, not a different method
