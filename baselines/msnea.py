@@ -156,6 +156,8 @@ class MSNEA(AlignmentModel):
         self.register_buffer("att_onehot", torch.eye(n_att, self.encoder.feature("attribute").size(1)),
                              persistent=False)
         self._max_slots: int | None = None      # the most attributes any entity has (their max_num), lazily
+        self._padded: tuple | None = None        # the padded attention's constant tables (_padded_rows), lazily
+        self._padded_at: tuple | None = None     # (index, its rows of those tables): the last index asked for
         self.register_buffer("triples", pair.triples.long(), persistent=False)
         kg_of = torch.zeros(pair.n_ent, dtype=torch.long)
         kg_of[pair.kg2] = 1
@@ -204,7 +206,7 @@ class MSNEA(AlignmentModel):
         if self.config.share_seed_attributes and len(links):
             x = self.encoder.feature("attribute").clone()    # never write into the pair's own tensor
             self.encoder.register_buffer("x_attribute", x, persistent=False)
-            self._max_slots = None
+            self._max_slots = self._padded = self._padded_at = None
             a, b = links[:, 0], links[:, 1]
             xa, xb = x[a, :self.n_att].clone(), x[b, :self.n_att].clone()
             union = torch.maximum(xa, xb)
@@ -227,22 +229,21 @@ class MSNEA(AlignmentModel):
         zero BERT row) with logit 0 (not ``<guide, pad key>``: their mask multiplies the logit), computed here as one extra column with logit ``log(max_num - n)``; the
         returned attention has ``A + 1`` columns, the last the pad slots' total weight.
         """
-        full = self.encoder.feature("attribute")[:, :self.n_att]
-        x = full
         values = self.att_values
-        if index is not None:
-            x = x[index]
-            values = values[index] if values is not None else None
         names = self.encoder.encode("attribute", self.att_onehot)              # [A, d] name embeddings
         d = names.size(1)
         w = self.attr_fc.weight
         keys = names @ w[:, :d].t() + self.attr_fc.bias                         # [A, d]: fc2([name; .])
-        logits = guide @ keys.t()                                                # [N, A]
         u = w[:, d:].sum(dim=1) if values is not None else None                 # fc2 on a repeated scalar
-        if values is not None:
-            logits = logits + values * (guide @ u).unsqueeze(1)
-        has = x > 0
         if self.config.attention_padding == "own":
+            x = self.encoder.feature("attribute")[:, :self.n_att]
+            if index is not None:
+                x = x[index]
+                values = values[index] if values is not None else None
+            logits = guide @ keys.t()                                            # [N, A]
+            if values is not None:
+                logits = logits + values * (guide @ u).unsqueeze(1)
+            has = x > 0
             some = has.any(dim=1, keepdim=True)
             logits = logits.masked_fill(~has & some, float("-inf"))              # softmax over own attributes
             alpha = torch.softmax(logits, dim=1) * some                          # no attribute: zero row
@@ -250,22 +251,46 @@ class MSNEA(AlignmentModel):
             if values is not None:
                 out = out + (alpha * values).sum(dim=1, keepdim=True) * u
             return out, alpha
-        if self._max_slots is None:   # max_num: fixed until prepare_training changes the attribute sets
-            self._max_slots = int((full > 0).sum(dim=1).max())
-        n_pad = (self._max_slots - has.sum(dim=1, keepdim=True)).to(logits.dtype)
+        keep, fill, values = self._padded_rows(index)                          # [N, A + 1] each
         pad_name = self.encoder.encode("attribute", self.att_onehot.new_zeros(1, self.att_onehot.size(1)))
-        pad_key = pad_name @ w[:, :d].t() + self.attr_fc.bias                   # [1, d]
+        keys = torch.cat([keys, pad_name @ w[:, :d].t() + self.attr_fc.bias])   # [A + 1, d]: the pad key last
+        # a pad slot's logit is 0 (their logits * mask), its key the pad key: n_pad slots = one column, log(n_pad);
+        # an attribute the entity lacks: -inf. Both come from ``fill`` where ``keep`` is False.
+        logits = guide @ keys.t()                                                # [N, A + 1]
+        if values is not None:   # the pad column's value is sigmoid(0) = 0.5 (its logit is replaced below)
+            logits = logits + values * (guide @ u).unsqueeze(1)
+        alpha = torch.softmax(torch.where(keep, logits, fill), dim=1)            # [N, A + 1]
+        out = alpha @ keys
         if values is not None:
-            pad_key = pad_key + 0.5 * u                                          # sigmoid(0) of the pad value
-        # a pad slot's logit is 0 (their logits * mask), its key the pad key: n_pad slots = one column, log(n_pad)
-        pad_logit = torch.where(n_pad > 0, n_pad.clamp(min=1).log(), torch.full_like(n_pad, float("-inf")))
-        logits = torch.cat([logits.masked_fill(~has, float("-inf")), pad_logit], dim=1)
-        alpha = torch.softmax(logits, dim=1)                                     # [N, A + 1]
-        own = alpha[:, :-1]
-        out = own @ keys + alpha[:, -1:] * pad_key
-        if values is not None:
-            out = out + (own * values).sum(dim=1, keepdim=True) * u
+            out = out + (alpha * values).sum(dim=1, keepdim=True) * u
         return out, alpha
+
+    def _padded_rows(self, index: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        """The constant parts of the ``"authors"`` padded attention, ``[N, A + 1]`` (rows ``index``): whether a
+        column's logit is computed (the entity's own attributes), the logit otherwise (``-inf``; the pad column
+        ``log(max_num - n)``, ``-inf`` when the entity fills every slot), and the attribute values with the pad
+        slot's 0.5. Built once from the attribute sets (again after ``prepare_training`` changes them); the rows
+        of the last ``index`` are kept, since a training step asks for the same entities every time."""
+        full = self.encoder.feature("attribute")[:, :self.n_att]
+        if self._padded is None or self._padded[0].device != full.device:
+            has = full > 0
+            if self._max_slots is None:   # max_num: fixed until prepare_training changes the attribute sets
+                self._max_slots = int(has.sum(dim=1).max())
+            n_pad = (self._max_slots - has.sum(dim=1, keepdim=True)).to(full.dtype)
+            pad_logit = torch.where(n_pad > 0, n_pad.clamp(min=1).log(), torch.full_like(n_pad, float("-inf")))
+            keep = torch.cat([has, torch.zeros_like(has[:, :1])], dim=1)
+            fill = torch.cat([torch.full_like(full, float("-inf")), pad_logit], dim=1)
+            values = None
+            if self.att_values is not None:
+                values = torch.cat([self.att_values, torch.full_like(n_pad, 0.5)], dim=1)
+            self._padded = (keep, fill, values)
+            self._padded_at = None
+        if index is None:
+            return self._padded
+        if self._padded_at is None or not (self._padded_at[0].shape == index.shape
+                                           and torch.equal(self._padded_at[0], index)):
+            self._padded_at = (index.clone(), tuple(None if x is None else x[index] for x in self._padded))
+        return self._padded_at[1]
 
     def forward(self, index: Tensor | None = None) -> Embeddings:
         """All entities, or (``index``) the rows of those entities only: the training step encodes the image and

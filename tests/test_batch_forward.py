@@ -92,3 +92,35 @@ def test_encoder_only_encodes_the_modalities_named(synthetic_pair):
     part, whole = enc(index, only=("graph", "image")), enc(index)
     assert set(part) == {"graph", "image"} and set(whole) == set(enc.modalities)
     torch.testing.assert_close(part["image"], whole["image"])
+
+
+@pytest.mark.parametrize("values", [False, True])
+def test_msnea_attention_rows_follow_the_index_and_the_seed_union(synthetic_pair, values):
+    """The padded attention's constant tables are built once and their rows kept for the last index: asking for
+    another index, or changing the attribute sets (prepare_training's seed union), must give the rows of the
+    whole-table attention computed afresh."""
+    import dataclasses
+    cls = registry.get("msnea")
+    pair = dataclasses.replace(synthetic_pair)
+    if values:
+        pair.att_values = torch.randn(pair.att_features.shape) * pair.att_features
+    torch.manual_seed(0)
+    model = cls(pair, cls.Config(dim=16, attribute_values=values)).eval()
+    guide = torch.randn(pair.n_ent, 16)
+    with torch.no_grad():
+        for links in (pair.links[:40], pair.links[40:90], pair.links[:40]):
+            index = torch.unique(links)
+            whole, alpha = model.attribute_attention(guide)
+            rows, alpha_rows = model.attribute_attention(guide[index], index)
+            torch.testing.assert_close(rows, whole[index])
+            torch.testing.assert_close(alpha_rows, alpha[index])
+        before, _ = model.attribute_attention(guide)
+        model.prepare_training(pair.links[:60])
+        after, alpha = model.attribute_attention(guide)
+        fresh = cls(pair, cls.Config(dim=16, attribute_values=values)).eval()
+        fresh.load_state_dict(model.state_dict())
+        fresh.prepare_training(pair.links[:60])
+        expected, expected_alpha = fresh.attribute_attention(guide)
+    torch.testing.assert_close(after, expected)
+    torch.testing.assert_close(alpha, expected_alpha)
+    assert not torch.allclose(before, after)       # the union changed some entity's attribute set
