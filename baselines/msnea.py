@@ -292,12 +292,17 @@ class MSNEA(AlignmentModel):
             self._padded_at = (index.clone(), tuple(None if x is None else x[index] for x in self._padded))
         return self._padded_at[1]
 
-    def forward(self, index: Tensor | None = None) -> Embeddings:
+    def forward(self, index: Tensor | None = None, graph: Tensor | None = None) -> Embeddings:
         """All entities, or (``index``) the rows of those entities only: the training step encodes the image and
         attribute views of the batch's entities alone (their losses read no other row); TransE reads the rows of
-        its triples' entities, which :meth:`batch_loss` takes from :meth:`relational_rows` directly."""
-        embs = self.encoder(index, only=("graph", "image"))    # the attribute view comes from the attention
-        rel = F.normalize(embs["graph"], dim=-1)
+        its triples' entities, which :meth:`batch_loss` takes from :meth:`relational_rows` directly. ``graph``:
+        the rows' normalised relational embedding, already read (:meth:`batch_loss`)."""
+        if graph is None:
+            embs = self.encoder(index, only=("graph", "image"))    # the attribute view comes from the attention
+            rel = F.normalize(embs["graph"], dim=-1)
+        else:
+            embs = self.encoder(index, only=("image",))
+            rel = graph
         out = {"graph": rel}
         guide = rel
         if self.has_image:
@@ -385,9 +390,17 @@ class MSNEA(AlignmentModel):
         ``rel_rows(ids)``: the normalised relational embedding of entities ``ids`` ``[K, d]``. The batch's distinct
         heads, tails and corruptions are read once (about 9,800 of 27,793 rows on FBDB15K), so neither the
         normalisation nor the table's gradient is computed per role over the whole table (the same values)."""
+        draw = self._draw_triples()
+        if draw is None:
+            return self.relations.weight.new_zeros(())
+        uniq, inv = torch.unique(torch.stack(draw[1:]), return_inverse=True)
+        return self._relation_terms(draw, rel_rows(uniq)[inv].unbind(0))
+
+    def _draw_triples(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor] | None:
+        """The step's triples and their corruptions, ``(r, h, t, h_neg, t_neg)`` (``None``: no triples)."""
         n_tri = self.triples.size(0)
         if n_tri == 0:
-            return self.relations.weight.new_zeros(())
+            return None
         if self.config.triple_sampling == "pass":
             if self._pass is None:
                 entries, lists = self._lists()
@@ -397,12 +410,16 @@ class MSNEA(AlignmentModel):
             idx = torch.randint(n_tri, (min(self.config.triple_batch_size, n_tri),), device=self.triples.device)
             kg = None
         tri = self.triples[idx]
-        h, r, t = tri[:, 0], tri[:, 1], tri[:, 2]
         h_neg, t_neg = self._corrupt(tri, kg if self.config.negative_kg == "relation" else None)
+        return tri[:, 1], tri[:, 0], tri[:, 2], h_neg, t_neg
+
+    def _relation_terms(self, draw: tuple[Tensor, ...], rows: tuple[Tensor, ...]) -> Tensor:
+        """TransE (and visual TransE) of ``draw`` = ``(r, h, t, h_neg, t_neg)`` given the four entities'
+        normalised relational rows ``(eh, et, eh_neg, et_neg)``, each ``[B, d]``."""
+        r, h, t, h_neg, t_neg = draw
         rvec = F.normalize(self.relations(r), dim=-1)
         m = self.config.margin
-        uniq, inv = torch.unique(torch.stack([h, t, h_neg, t_neg]), return_inverse=True)
-        eh, et, eh_neg, et_neg = rel_rows(uniq)[inv].unbind(0)                   # 4 x [B, d]
+        eh, et, eh_neg, et_neg = rows
         loss = transe_margin(eh, rvec, et, eh_neg, et_neg, m)
         if self.has_image:
             real = self.encoder.img_mask
@@ -428,22 +445,31 @@ class MSNEA(AlignmentModel):
 
     def batch_loss(self, links: Tensor) -> tuple[Tensor, dict[str, float]]:
         """One step: the alignment terms on the batch's entities only (renumbered), TransE on its triples' rows.
-        The same loss and gradients as ``loss(self(), links)`` (tests/test_batch_forward.py)."""
+        The batch's entities and the triples' are read from the entity table in one gather (one dense gradient
+        of the table, not two). The triples are drawn before the forward, which draws no random numbers: the
+        same loss and gradients as ``loss(self(), links)`` (tests/test_batch_forward.py)."""
         index, local = torch.unique(links, return_inverse=True)
-        return self._loss(self(index), local, self.relational_rows)
+        draw = self._draw_triples()
+        if draw is None:
+            return self._loss(self(index), local, lambda: self.relations.weight.new_zeros(()))
+        k = index.numel()
+        uniq, inv = torch.unique(torch.cat([index, torch.stack(draw[1:]).flatten()]), return_inverse=True)
+        rows = self.relational_rows(uniq)
+        tri_rows = rows[inv[k:]].view(4, -1, rows.size(1)).unbind(0)
+        return self._loss(self(index, graph=rows[inv[:k]]), local, lambda: self._relation_terms(draw, tri_rows))
 
     def loss(self, emb: Embeddings, links: Tensor) -> tuple[Tensor, dict[str, float]]:
         graph = emb.modalities["graph"]
-        return self._loss(emb, links, lambda ids: graph[ids])
+        return self._loss(emb, links, lambda: self.relation_loss(lambda ids: graph[ids]))
 
     def _loss(self, emb: Embeddings, links: Tensor,
-              rel_rows: Callable[[Tensor], Tensor]) -> tuple[Tensor, dict[str, float]]:
+              relation: Callable[[], Tensor]) -> tuple[Tensor, dict[str, float]]:
         a, b = links[:, 0], links[:, 1]
         margin = self.config.align_margin
         terms = {m: siamese_loss(e[a], e[b], margin) for m, e in emb.modalities.items()}
         terms["joint"] = siamese_loss(emb.joint[a], emb.joint[b], margin)
         align = torch.stack(list(terms.values())).sum()
-        rel = self.relation_loss(rel_rows)
+        rel = relation()
         logs = {"loss_relation": float(rel.detach()), "loss_align": float(align.detach())}
         logs.update({f"align_{k}": float(v.detach()) for k, v in terms.items()})
         return rel + align, logs
