@@ -56,13 +56,15 @@ def test_batch_forward_encodes_only_the_rows_asked_for(synthetic_pair):
     torch.testing.assert_close(part.joint, whole.joint[index])
 
 
-def test_msnea_batch_step_equals_the_full_forward(synthetic_pair):
+@pytest.mark.parametrize("train", [False, True])
+def test_msnea_batch_step_equals_the_full_forward(synthetic_pair, train):
     """MSNEA's step encodes the image and attribute views of the batch's entities only, and TransE normalises
     only the rows of its triples' entities. Same loss, same gradients (the same triples drawn: the RNG reseeded
-    for both)."""
+    for both; the step draws them before its forward, the full loss after: in train mode too, the forward
+    draws no random numbers)."""
     cls = registry.get("msnea")
     torch.manual_seed(0)
-    model = cls(synthetic_pair, cls.Config(dim=16, triple_batch_size=200)).eval()
+    model = cls(synthetic_pair, cls.Config(dim=16, triple_batch_size=200)).train(train)
     links = synthetic_pair.links[torch.randperm(len(synthetic_pair.links))[:64]]
     params = [p for p in model.parameters() if p.requires_grad]
     torch.manual_seed(1)
