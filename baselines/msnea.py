@@ -155,7 +155,6 @@ class MSNEA(AlignmentModel):
         self.n_att = n_att
         self.register_buffer("att_onehot", torch.eye(n_att, self.encoder.feature("attribute").size(1)),
                              persistent=False)
-        self._max_slots: int | None = None      # the most attributes any entity has (their max_num), lazily
         self._padded: tuple | None = None        # the padded attention's constant tables (_padded_rows), lazily
         self._padded_at: tuple | None = None     # (index, its rows of those tables): the last index asked for
         self.register_buffer("triples", pair.triples.long(), persistent=False)
@@ -206,7 +205,7 @@ class MSNEA(AlignmentModel):
         if self.config.share_seed_attributes and len(links):
             x = self.encoder.feature("attribute").clone()    # never write into the pair's own tensor
             self.encoder.register_buffer("x_attribute", x, persistent=False)
-            self._max_slots = self._padded = self._padded_at = None
+            self._padded = self._padded_at = None
             a, b = links[:, 0], links[:, 1]
             xa, xb = x[a, :self.n_att].clone(), x[b, :self.n_att].clone()
             union = torch.maximum(xa, xb)
@@ -274,9 +273,8 @@ class MSNEA(AlignmentModel):
         full = self.encoder.feature("attribute")[:, :self.n_att]
         if self._padded is None or self._padded[0].device != full.device:
             has = full > 0
-            if self._max_slots is None:   # max_num: fixed until prepare_training changes the attribute sets
-                self._max_slots = int(has.sum(dim=1).max())
-            n_pad = (self._max_slots - has.sum(dim=1, keepdim=True)).to(full.dtype)
+            n_own = has.sum(dim=1, keepdim=True)
+            n_pad = (n_own.max() - n_own).to(full.dtype)     # max_num (their padding width) - the entity's own
             pad_logit = torch.where(n_pad > 0, n_pad.clamp(min=1).log(), torch.full_like(n_pad, float("-inf")))
             keep = torch.cat([has, torch.zeros_like(has[:, :1])], dim=1)
             fill = torch.cat([torch.full_like(full, float("-inf")), pad_logit], dim=1)
