@@ -47,11 +47,13 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
     from mimea.models import registry
     from mimea.pipeline import load_data
     from mimea.store.metadata import peak_rss_mb
+    from mimea.training.allocator import keep_freed_memory
     from mimea.training.config import model_config, resolve
     from mimea.training.trainer import Trainer
     from mimea.training.seeding import resolve_device, seed_everything, set_threads
 
     set_threads(threads)
+    keep_freed_memory()
     over = {"data": {"dataset": dataset, "data_dir": None if dataset == "synthetic" else data_dir}}
     cfg = resolve(model_name, profile, over)
     device = resolve_device(device_name)

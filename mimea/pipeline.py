@@ -21,6 +21,7 @@ from mimea.store import RunStore, run_id
 from mimea.store.damage import record_failure, set_aside_damaged
 from mimea.store.lock import run_lock
 from mimea.store.metadata import environment, peak_rss_mb
+from mimea.training.allocator import keep_freed_memory
 from mimea.training.config import DataConfig, RunConfig, model_config, to_dict
 from mimea.training.iterative import PseudoSeeder
 from mimea.training.seeding import resolve_device, seed_everything, set_threads
@@ -140,6 +141,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
 
     wall0 = time.perf_counter()
     set_threads(cfg.train.threads)
+    allocator = "keep freed memory" if keep_freed_memory() else "system"
     device = resolve_device(cfg.train.device)
     seed_everything(cfg.seed)
     pair = load_data(cfg.data, Path(store_root) / "data")
@@ -220,6 +222,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
     n_epochs_with_time = [h for h in result.history if "time_s" in h]
     metadata = {
         **environment(device),
+        "allocator": allocator,
         "run_id": rid,
         "wall_time_s": time.perf_counter() - wall0,
         # the time of the epochs kept (a resumed run: its attempts' segments up to their last checkpoint,
