@@ -293,8 +293,9 @@ class MSNEA(AlignmentModel):
             fill = torch.where(slots == n_own, pad_logit, torch.full_like(pad_logit, float("-inf")))
             values = None
             if self.att_values is not None:
-                own_values = self.att_values.gather(1, cols.clamp(max=max(n_att - 1, 0)))
-                values = torch.where(keep, own_values, torch.full_like(own_values, 0.5))
+                values = torch.full(cols.shape, 0.5, dtype=self.att_values.dtype, device=cols.device)
+                if n_att:     # no attribute column at all: every slot is the pad slot
+                    values = torch.where(keep, self.att_values.gather(1, cols.clamp(max=n_att - 1)), values)
             self._padded = (cols, keep, fill, values)
             self._padded_at = None
         if index is None:
