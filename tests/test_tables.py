@@ -361,3 +361,27 @@ def test_table4_notes_a_modality_the_runs_skipped(tmp_path):
     notes = skipped_modality_notes(ctx, [rec("FBDB15K", ["image"]), rec("FBDB15K", []), rec("FBYG15K", [])])
     assert len(notes) == 1 and "FB15K-DB15K" in notes[0] and "'w/o image'" in notes[0]
     assert skipped_modality_notes(ctx, [rec("FBYG15K", None)]) == []
+
+
+def test_table4_trains_no_run_for_a_modality_the_data_lack(tmp_path):
+    """A real data folder without image features: "w/o image" would be the full model again, so table 4 plans
+    no run for it there (n/a and a note), and plans it where the features exist."""
+    from benchmarks.tables import table4_ablation as t4
+    from mimea.data.images import find_image_file
+    from mimea.data.synthetic import generate
+
+    root = tmp_path / "mmkg"
+    for ds in t4.DATASETS:
+        generate(root, ds, n_latent=120)
+    find_image_file(root, "FBYG15K").unlink()           # FBYG15K: no image features; FBDB15K keeps them
+    ctx = Context(data_dir=str(root), ratios=(0.2,))
+    assert t4.absent_modalities(ctx, "FBYG15K") == {"image"} and not t4.absent_modalities(ctx, "FBDB15K")
+    by_ds = {ds: [s for s in t4.plan(ctx) if s.dataset == ds] for ds in t4.DATASETS}
+    assert len(by_ds["FBDB15K"]) == len(by_ds["FBYG15K"]) + 1 == len(t4.variants())
+    kept = [s.variant for s in by_ds["FBYG15K"] if s.variant.startswith("modalities=")]
+    assert len(kept) == 3 and all("image" in v for v in kept), kept      # w/o graph, relation, attribute
+    table = t4.build(ctx, {})
+    row = next(r for g in table.groups for r in g.rows if r.label == "w/o image")
+    assert all(c.text == "n/a" for k, c in row.cells.items() if k.startswith("FBYG15K:"))
+    assert all(c.text is None for k, c in row.cells.items() if k.startswith("FBDB15K:"))
+    assert any("'w/o image' is n/a, not trained" in n and "FB15K-YAGO15K" in n for n in table.notes)
