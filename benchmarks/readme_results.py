@@ -126,19 +126,36 @@ def design_block(results: Path) -> str:
     return "\n".join(lines)
 
 
+def _seeds(item: dict) -> str:
+    return ",".join(map(str, item["seeds"])) or "-"
+
+
+def _valid_delta(item: dict) -> str:
+    """The paired Δ validation MRR of one module ablation, in bold where the module earns its place."""
+    from benchmarks import design_study as D
+
+    text = D._signed(item["d_valid_mrr"])
+    return f"**{text}**" if item["earns"] else text
+
+
+def _module_rows(per: dict, datasets, cells) -> list[str]:
+    """One table row per module ablation: its label, then ``cells(item)`` for each dataset's item."""
+    rows = []
+    for i, item in enumerate(per[datasets[0]]):
+        row = [item["module"]]
+        for ds in datasets:
+            row += cells(per[ds][i])
+        rows.append("| " + " | ".join(row) + " |")
+    return rows
+
+
 def ablation_block(results: Path) -> str:
     from benchmarks import design_study as D
 
     per = {ds: D.ablation(_design_rows(results, ds)[0], test=False) for ds in DESIGN_DATASETS}
     head = ["module removed: Δ validation MRR, paired by seed (seeds)", *DESIGN_DATASETS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, item in enumerate(per[DESIGN_DATASETS[0]]):
-        cells = [item["module"]]
-        for ds in DESIGN_DATASETS:
-            it = per[ds][i]
-            text = D._signed(it["d_valid_mrr"])
-            cells.append(f"{f'**{text}**' if it['earns'] else text} ({','.join(map(str, it['seeds'])) or '-'})")
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += _module_rows(per, DESIGN_DATASETS, lambda it: [f"{_valid_delta(it)} ({_seeds(it)})"])
     sds = [per[ds][0]["sd_full"] if per[ds] else None for ds in DESIGN_DATASETS]
     lines.append("| " + " | ".join(["the full model's seed-to-seed std (a drop beyond it, in bold, earns the place)",
                                      *("-" if sd is None else f"{sd:.3f}" for sd in sds)]) + " |")
@@ -155,14 +172,7 @@ def ablation_paper_block(results: Path) -> str:
     head = [f"module removed, {PAPER_EPOCHS} epochs: Δ paired by seed"]
     head += [f"{ds} {what}" for ds in datasets for what in ("seeds", "Δ valid MRR", "Δ test H@1")]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for i, item in enumerate(per[datasets[0]]):
-        cells = [item["module"]]
-        for ds in datasets:
-            it = per[ds][i]
-            text = D._signed(it["d_valid_mrr"])
-            cells += [",".join(map(str, it["seeds"])) or "-", f"**{text}**" if it["earns"] else text,
-                      D._signed(it["d_test_h1"])]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += _module_rows(per, datasets, lambda it: [_seeds(it), _valid_delta(it), D._signed(it["d_test_h1"])])
     cells = ["the full model's seed-to-seed std of validation MRR (a mean drop beyond it, over 2+ seeds, is in "
              "bold)"]
     for ds in datasets:
