@@ -163,7 +163,7 @@ def ablation_block(results: Path) -> str:
 
 
 def ablation_paper_block(results: Path) -> str:
-    """Table 4's module rows at paper length: Δ validation MRR and Δ test H@1, paired by seed, per real dataset."""
+    """Table 4's module rows at paper length: Δ validation MRR and Δ test H@1, paired by seed, per dataset (real and synthetic)."""
     from benchmarks import design_study as D
 
     datasets = PAPER_ABLATION_DATASETS
