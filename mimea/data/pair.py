@@ -73,7 +73,7 @@ class MMKGPair:
         keep = src != dst
         src, dst = src[keep], dst[keep]
         if self_loops:
-            loop = torch.arange(self.n_ent)
+            loop = torch.arange(self.n_ent, device=src.device)
             src, dst = torch.cat([src, loop]), torch.cat([dst, loop])
         key = torch.unique(src * self.n_ent + dst)
         return torch.stack([key // self.n_ent, key % self.n_ent])
