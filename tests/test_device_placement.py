@@ -99,3 +99,17 @@ def test_a_whole_run_keeps_one_device(model, tmp_path):
         out = run(cfg, tmp_path)
     assert out["results"]["test"]["n"] > 0
     assert not mode.mixed, "operations a GPU refuses (host and device tensors mixed):\n" + "\n".join(mode.mixed.values())
+
+
+@pytest.mark.parametrize("model", ["mclea", "msnea", "mimea"])
+def test_iterative_training_and_filled_images_keep_one_device(model, tmp_path):
+    """The iterative (mutual-NN pseudo-seed) path and MEAformer's random image fill, which the default run skips."""
+    cfg = resolve(model, "smoke", {"data": {"missing_image": "random"},
+                                   "train": {"epochs": 3, "eval_every": 1, "threads": 1, "device": "cpu",
+                                             "progress": False, "iterative": True, "il_start": 1, "il_every": 1,
+                                             "il_commit_every": 1}})
+    mode = _TwoDevices()
+    with mode:
+        out = run(cfg, tmp_path)
+    assert out["metadata"]["split"]["seeds_added_by_iterative"] > 0   # the iterative path did run
+    assert not mode.mixed, "operations a GPU refuses (host and device tensors mixed):\n" + "\n".join(mode.mixed.values())
