@@ -58,8 +58,9 @@ def table(gpu_store: Path, cpu_store: Path) -> str:
     found = rows(gpu_store, cpu_store)
     for r in found:
         g, c = r["gpu"], r["cpu"]
+        threads = f"{g['threads']} thread{'s' if g['threads'] != 1 else ''} each"
         lines.append(f"| {NAMES.get(g['model'], g['model'])} | {g['seed']} | {g['epochs']:,} | {g['seconds']:,.0f} "
-                     f"| {g['seconds'] / g['epochs']:.3f} | {g['at_once'] or '?'} ({g['threads']} thread{'s' if g['threads'] != 1 else ''} each) "
+                     f"| {g['seconds'] / g['epochs']:.3f} | {g['at_once'] or '?'} ({threads}) "
                      f"| {c['seconds']:,.0f} | {c['seconds'] / c['epochs']:.3f} | {c['seconds'] / g['seconds']:.1f}x "
                      f"| {g['peak_mb']:,.0f} / {c['peak_mb']:,.0f} | {g['h1']:.3f} / {c['h1']:.3f} |")
     if found:

@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # host-side index tensors are accepted by CUDA indexing; .cpu()/.numpy() leave the device on purpose
 _ALLOWED = {"__getitem__", "__get__", "cpu", "numpy", "tolist", "item", "__len__", "__repr__", "__format__"}
 _DEVICE_GETTER = torch.Tensor.device.__get__
+_REFUSED = "operations a GPU refuses (host and device tensors mixed):\n"
 _NO_SCALARS = {"cat", "stack", "hstack", "vstack", "__setitem__", "index_put_", "index_put", "where"}
 
 
@@ -44,8 +45,10 @@ class _TwoDevices(TorchFunctionMode):
         if kwargs.get("device") is not None:   # ``device=t.device`` follows t; any other device is the run's own
             seen = self.devices.get(id(kwargs["device"]))
             return True if seen is None else seen[1]
-        return name == "to" and any(isinstance(a, (torch.device, str)) or (isinstance(a, torch.Tensor) and a is not args[0])
-                                    for a in args[1:])
+        if name != "to":
+            return False
+        return any(isinstance(a, (torch.device, str)) or (isinstance(a, torch.Tensor) and a in self.on_device)
+                   for a in args[1:])
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -93,12 +96,13 @@ def test_the_emulation_catches_a_tensor_made_without_device():
 @pytest.mark.parametrize("model", ["gcn_align", "eva", "mclea", "meaformer", "msnea", "mimea"])
 def test_a_whole_run_keeps_one_device(model, tmp_path):
     assert model in registry.available()
-    cfg = resolve(model, "smoke", {"train": {"epochs": 2, "eval_every": 1, "threads": 1, "device": "cpu", "progress": False}})
+    cfg = resolve(model, "smoke", {"train": {"epochs": 2, "eval_every": 1, "threads": 1, "device": "cpu",
+                                             "progress": False}})
     mode = _TwoDevices()
     with mode:
         out = run(cfg, tmp_path)
     assert out["results"]["test"]["n"] > 0
-    assert not mode.mixed, "operations a GPU refuses (host and device tensors mixed):\n" + "\n".join(mode.mixed.values())
+    assert not mode.mixed, _REFUSED + "\n".join(mode.mixed.values())
 
 
 @pytest.mark.parametrize("model", ["mclea", "msnea", "mimea"])
@@ -112,4 +116,4 @@ def test_iterative_training_and_filled_images_keep_one_device(model, tmp_path):
     with mode:
         out = run(cfg, tmp_path)
     assert out["metadata"]["split"]["seeds_added_by_iterative"] > 0   # the iterative path did run
-    assert not mode.mixed, "operations a GPU refuses (host and device tensors mixed):\n" + "\n".join(mode.mixed.values())
+    assert not mode.mixed, _REFUSED + "\n".join(mode.mixed.values())
