@@ -158,12 +158,13 @@ class MSNEA(AlignmentModel):
         self._padded: tuple | None = None        # the padded attention's constant tables (_padded_rows), lazily
         self._padded_at: tuple | None = None     # (index, its rows of those tables): the last index asked for
         self.register_buffer("triples", pair.triples.long(), persistent=False)
-        kg_of = torch.zeros(pair.n_ent, dtype=torch.long, device=pair.triples.device)
+        dev = pair.triples.device
+        kg_of = torch.zeros(pair.n_ent, dtype=torch.long, device=dev)
         kg_of[pair.kg2] = 1
         self.register_buffer("kg_of", kg_of, persistent=False)
         pool = [pair.kg1.long(), pair.kg2.long()]
         if config.negative_entities == "in_triples" and len(pair.triples):
-            seen = torch.zeros(pair.n_ent, dtype=torch.bool, device=pair.triples.device)
+            seen = torch.zeros(pair.n_ent, dtype=torch.bool, device=dev)
             seen[pair.triples[:, 0].long()] = True
             seen[pair.triples[:, 2].long()] = True
             pool = [p[seen[p]] if bool(seen[p].any()) else p for p in pool]
@@ -172,7 +173,8 @@ class MSNEA(AlignmentModel):
         # the (unswapped) triples of KG2, which their kgs.py also puts into KG1's list (triple_lists="authors")
         own = pair.triples[kg_of[pair.triples[:, 0].long()] == 1].long()
         self.register_buffer("kg2_own", own.unique(dim=0) if len(own) else own, persistent=False)
-        rel_kg = torch.zeros(max(pair.n_rel, 1), dtype=torch.long, device=pair.triples.device)     # a relation's KG: its triples' heads' KG
+        # a relation's KG: its triples' heads' KG
+        rel_kg = torch.zeros(max(pair.n_rel, 1), dtype=torch.long, device=dev)
         if len(pair.triples):
             rel_kg[pair.triples[:, 1].long()] = kg_of[pair.triples[:, 0].long()]
         self.register_buffer("rel_kg", rel_kg, persistent=False)

@@ -18,6 +18,11 @@ import statistics
 import sys
 from pathlib import Path
 
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.readme_results import replace_between  # noqa: E402
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- device_timing begin -->", "<!-- device_timing end -->"
 NAMES = {"gcn_align": "GCN-Align", "eva": "EVA", "mclea": "MCLEA", "meaformer": "MEAformer", "msnea": "MSNEA",
@@ -73,10 +78,6 @@ def table(gpu_store: Path, cpu_store: Path) -> str:
     return "\n".join(lines)
 
 
-def _block(text: str) -> str:
-    return f"{BEGIN}\n{text}\n{END}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", default=str(REPO_ROOT / "results" / "gpu"), help="the GPU runs' store")
@@ -92,12 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     path = Path(target)
     doc = path.read_text(encoding="utf-8")
-    if BEGIN not in doc or END not in doc:
-        print(f"{path}: no {BEGIN} ... {END} block", file=sys.stderr)
+    try:
+        new = replace_between(doc, BEGIN + "\n", END, text + "\n")
+    except ValueError as exc:
+        print(f"{path}: {exc}", file=sys.stderr)
         return 2
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = head + _block(text) + tail
     if args.check:
         if new != doc:
             print(f"{path}: the device_timing block is stale; run python benchmarks/device_timing.py --update {path}",

@@ -23,7 +23,6 @@ text (``tests/test_readme_results.py`` checks that the committed README is what 
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -186,22 +185,27 @@ BLOCKS = {"paper": paper_block, "paper_fbyg": paper_fbyg_block, "design": design
           "ablation_paper": ablation_paper_block}
 
 
-def _pattern(name: str) -> re.Pattern:
-    return re.compile(rf"(<!-- readme_results:{name} begin -->\n)(.*?)(<!-- readme_results:{name} end -->)", re.S)
+def replace_between(text: str, begin: str, end: str, body: str) -> str:
+    """``text`` with what lies between the markers ``begin`` and ``end`` replaced by ``body`` (ValueError: no block)."""
+    i = text.find(begin)
+    j = text.find(end, i + len(begin)) if i >= 0 else -1
+    if j < 0:
+        raise ValueError(f"no '{begin.strip()}' ... '{end.strip()}' block")
+    return text[:i + len(begin)] + body + text[j:]
 
 
 def regenerate(text: str, results: Path) -> tuple[str, list[str]]:
     """``text`` with every generated block rewritten; the names of the blocks that changed."""
     changed = []
     for name, make in BLOCKS.items():
-        pat = _pattern(name)
-        m = pat.search(text)
-        if m is None:
-            raise ValueError(f"README.md: no '<!-- readme_results:{name} begin -->' ... 'end -->' block")
-        body = make(results) + "\n"
-        if m.group(2) != body:
+        try:
+            new = replace_between(text, f"<!-- readme_results:{name} begin -->\n",
+                                  f"<!-- readme_results:{name} end -->", make(results) + "\n")
+        except ValueError as exc:
+            raise ValueError(f"README.md: {exc}") from None
+        if new != text:
             changed.append(name)
-            text = text[:m.start(2)] + body + text[m.end(2):]
+            text = new
     return text, changed
 
 

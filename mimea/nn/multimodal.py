@@ -100,8 +100,9 @@ class MultiModalEncoder(nn.Module):
             self.register_buffer(f"x_{m}", x, persistent=False)
             self.features[m] = FeatureEncoder(x.size(1), out, hidden=feature_hidden, dropout=dropout)
             self.dims[m] = out
-        mask = pair.img_mask if pair.img_mask is not None else torch.zeros(pair.n_ent, dtype=torch.bool,
-                                                                                     device=pair.triples.device)
+        mask = pair.img_mask
+        if mask is None:
+            mask = torch.zeros(pair.n_ent, dtype=torch.bool, device=pair.triples.device)
         self.register_buffer("img_mask", mask.bool(), persistent=False)
 
     # ------------------------------------------------------------------------------------------------
