@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,13 +209,19 @@ def _kill_mid_trial(cmd: list[str], env: dict, cwd: Path, storage: str, name: st
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        if not seen and proc.returncode == 0:
+            # the worker finished the whole study between two polls (a loaded machine): start over on a fresh study
+            # and an empty run store (the stored runs would make every trial instant)
+            optuna.delete_study(study_name=name, storage=storage)
+            shutil.rmtree(cmd[cmd.index("--results") + 1], ignore_errors=True)
+            continue
         if not seen:
             pytest.fail(f"no RUNNING trial appeared (worker exit status {proc.returncode})")
         running = optuna.load_study(study_name=name, storage=storage).get_trials(states=(TrialState.RUNNING,))
         if running:
             assert len(running) == 1
             return running[0].number
-    pytest.fail("three kills in a row landed between trials")
+    pytest.fail("three tries in a row: the kill landed between trials, or the study finished before one was seen")
 
 
 def test_killed_worker_trial_is_failed_and_a_rerun_completes(tmp_path):
