@@ -20,7 +20,7 @@ from mimea.models import registry
 from mimea.store import RunStore, run_id
 from mimea.store.damage import record_failure, set_aside_damaged
 from mimea.store.lock import run_lock
-from mimea.store.metadata import environment, peak_rss_mb
+from mimea.store.metadata import environment, git_commit, peak_rss_mb
 from mimea.training.allocator import keep_freed_memory
 from mimea.training.config import DataConfig, RunConfig, model_config, to_dict
 from mimea.training.iterative import PseudoSeeder
@@ -140,6 +140,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
         store.remove(rid)
 
     wall0 = time.perf_counter()
+    source = git_commit()   # the code this attempt runs: read now, not when it ends (the tree may change meanwhile)
     set_threads(cfg.train.threads)
     allocator = "keep freed memory" if keep_freed_memory() else "system"
     device = resolve_device(cfg.train.device)
@@ -196,7 +197,8 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
                       seeder=seeder, save=lambda state: store.save_checkpoint(rid, state),
                       load=lambda: store.load_checkpoint(rid, map_location=device), on_eval=on_eval,
                       monitor=test_curve if ev.test_curve else None,
-                      desc=f"{cfg.model}/{cfg.data.dataset}/{cfg.split.ratio:g}/s{cfg.seed}")
+                      desc=f"{cfg.model}/{cfg.data.dataset}/{cfg.split.ratio:g}/s{cfg.seed}",
+                      attempt_info={"git_commit": source})
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     result = trainer.fit(split.train.to(device))
@@ -220,8 +222,12 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
                               name="modality_weights.pt")
 
     n_epochs_with_time = [h for h in result.history if "time_s" in h]
+    env = environment(device)
+    if env["git_commit"] != source:   # the checkout changed while this attempt ran: say so, keep the start's
+        env["git_commit_at_end"] = env["git_commit"]
+    env["git_commit"] = source
     metadata = {
-        **environment(device),
+        **env,
         "allocator": allocator,
         "run_id": rid,
         "wall_time_s": time.perf_counter() - wall0,

@@ -126,3 +126,30 @@ def test_validation_in_a_test_sized_pool(tmp_path):
     assert large["l2r"]["mrr"] < small["l2r"]["mrr"]       # the same kind of model, far more distractors
     with pytest.raises(ValueError, match="valid_pool"):
         run(_cfg(eval={"valid_pool": "everything"}), tmp_path)
+
+
+def test_each_attempt_records_the_commit_it_started_from(tmp_path, monkeypatch):
+    """A run's commit is read when its attempt starts (the code it runs), not when it ends: a checkout changed
+    during the run is recorded beside it, and a resumed run lists every attempt's own commit."""
+    import mimea.pipeline as pipeline
+    import mimea.store.metadata as metadata
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_6(epoch, metrics):   # raised before epoch 6's checkpoint: the rerun resumes from epoch 3
+        if epoch == 6:
+            raise Stop
+
+    cfg = _cfg(train={"epochs": 12, "eval_every": 3})
+    monkeypatch.setattr(pipeline, "git_commit", lambda: "c1")
+    with pytest.raises(Stop):
+        run(cfg, tmp_path, on_eval=stop_at_6)
+    monkeypatch.setattr(pipeline, "git_commit", lambda: "c2")
+    monkeypatch.setattr(metadata, "git_commit", lambda: "c3-dirty")   # what the checkout holds at the end
+    meta = run(cfg, tmp_path)["metadata"]
+    assert [(a["git_commit"], a["first_epoch"]) for a in meta["attempts"]] == [("c1", 1), ("c2", 4)]
+    assert meta["git_commit"] == "c2" and meta["git_commit_at_end"] == "c3-dirty" and meta["resumed"]
+    monkeypatch.setattr(metadata, "git_commit", lambda: "c2")
+    again = run(cfg, tmp_path / "unchanged")["metadata"]
+    assert again["git_commit"] == "c2" and "git_commit_at_end" not in again

@@ -38,7 +38,7 @@ class TrainResult:
     train_time_s: float
     seeds_added: int = 0
     convergence: dict = field(default_factory=dict)
-    attempts: list = field(default_factory=list)   # per process: first/last epoch trained, seconds spent
+    attempts: list = field(default_factory=list)   # per process: first/last epoch, seconds, its attempt_info
 
 
 def score_of(metrics: dict, key: str) -> float:
@@ -69,8 +69,9 @@ class Trainer:
                  select_metric: str = "mrr", seeder: PseudoSeeder | None = None,
                  save: Callable[[dict], None] | None = None, load: Callable[[], dict | None] | None = None,
                  on_eval: Callable[[int, dict], None] | None = None, monitor: Validator | None = None,
-                 desc: str = "train"):
+                 desc: str = "train", attempt_info: dict | None = None):
         self.model, self.cfg, self.validate, self.monitor = model, config, validate, monitor
+        self.attempt_info = dict(attempt_info or {})   # recorded with this process's attempt (e.g. its commit)
         self.select_metric = select_metric
         self.seeder, self.save, self.load, self.on_eval, self.desc = seeder, save, load, on_eval, desc
         self.optimizer = build_optimizer(config.optimizer, model.parameters(), config.lr, config.weight_decay)
@@ -131,12 +132,13 @@ class Trainer:
             if state.get("finished"):
                 # Training had ended (early stopping, last epoch, budget) before the run was killed: finish
                 # exactly as the uninterrupted run did, without one more step.
-                attempts.append({"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0})
+                attempts.append({"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0,
+                                 **self.attempt_info})
                 return self._result(best_state, best_epoch, best_valid, history, int(state["epoch"]),
                                     str(state["finished"]), elapsed_before, attempts)
 
         t0 = time.perf_counter() - elapsed_before
-        attempt = {"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0}
+        attempt = {"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0, **self.attempt_info}
         attempts.append(attempt)
         t_attempt = time.perf_counter()
         stopped_by = "epochs"
