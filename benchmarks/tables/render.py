@@ -467,12 +467,13 @@ def meta_cell(records: Iterable, key: str) -> Cell:
 
 
 def missing_note(specs: Sequence, runs: dict, labels: dict[str, str]) -> list[str]:
-    """A note naming the cells with runs that did not finish (failed, or killed before results.json)."""
+    """A note naming the cells with runs that did not finish (not run, failed, or killed before results.json)."""
     missing = Counter()
     for s in {sp.run_id: sp for sp in specs}.values():
         if s.run_id not in runs:
             missing[labels.get(s.model, s.model) + (f" [{s.variant}]" if s.variant else "")] += 1
     if not missing:
         return []
-    return ["Runs not finished (their cells are empty or averaged over fewer replicates; see the sweep's logs "
-            "under RESULTS/logs/): " + ", ".join(f"{k} ({v})" for k, v in sorted(missing.items())) + "."]
+    return ["Runs not finished (not run yet, failed, or killed before results.json; their cells are empty or "
+            "averaged over fewer replicates; a sweep's logs are under RESULTS/logs/): "
+            + ", ".join(f"{k} ({v})" for k, v in sorted(missing.items())) + "."]
