@@ -8,7 +8,7 @@ One epoch is the trainer's epoch under the chosen profile (default ``paper``: th
 optimiser; `mimea.training.epoch_plan`): its optimiser steps, each ``summed_loss`` + backward + step. One warm-up
 epoch, then the median of ``--repeats`` epochs. Each model runs in its own process (``--model all``), so the
 peak RSS is that model's. Where a fidelity reference curve of the authors' code exists
-(``benchmarks/fidelity/reference/<model>-<dataset>-r20.json``), the ratio to their seconds per epoch is printed.
+(``benchmarks/fidelity/reference/<model>-<dataset>-r<percent>.json``), the ratio to their seconds per epoch is printed.
 """
 from __future__ import annotations
 
@@ -27,9 +27,9 @@ if __package__ in (None, ""):
 REFERENCE = Path(__file__).resolve().parent / "fidelity" / "reference"
 
 
-def authors_seconds_per_epoch(model: str, dataset: str) -> float | None:
-    """Median seconds per epoch of the authors' code from the committed fidelity reference, if any."""
-    f = REFERENCE / f"{model}-{dataset}-r20.json"
+def authors_seconds_per_epoch(model: str, dataset: str, ratio: float = 0.2) -> float | None:
+    """Median seconds per epoch of the authors' code from the committed fidelity reference at this seed ratio."""
+    f = REFERENCE / f"{model}-{dataset}-r{round(ratio * 100)}.json"
     if not f.is_file():
         return None
     ref = json.loads(f.read_text(encoding="utf-8"))
@@ -89,8 +89,7 @@ def measure(model_name: str, dataset: str, data_dir: str | None, profile: str, d
 
 
 def _row(r: dict) -> str:
-    # the references are 20 % runs: no ratio for another seed ratio
-    ref = authors_seconds_per_epoch(r["model"], r["dataset"]) if r.get("ratio", 0.2) == 0.2 else None
+    ref = authors_seconds_per_epoch(r["model"], r["dataset"], r.get("ratio", 0.2))
     ratio = f"{ref / r['epoch_s']:.1f}x ({ref:.1f} s)" if ref else "-"
     return (f"| {r['model']} | {r['epoch_s']:.2f} | {r['steps_per_epoch']} | {r['peak_mb']:,.0f} | "
             f"{r['parameters'] / 1e6:.2f} M | {ratio} |")

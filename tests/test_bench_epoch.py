@@ -13,8 +13,9 @@ def test_the_seed_ratio_sets_the_split_it_measures():
     assert small["epoch_s"] > 0 and large["steps_per_epoch"] >= 1
 
 
-def test_the_authors_ratio_is_printed_for_the_20_percent_split_only(monkeypatch):
-    monkeypatch.setattr(bench_epoch, "authors_seconds_per_epoch", lambda model, dataset: 10.0)
+def test_the_authors_ratio_is_printed_for_the_20_percent_split_only(monkeypatch, tmp_path):
+    (tmp_path / "mclea-FBDB15K-r20.json").write_text('{"seconds_per_epoch": 10.0}', encoding="utf-8")
+    monkeypatch.setattr(bench_epoch, "REFERENCE", tmp_path)   # a reference at 20 % only
     row = {"model": "mclea", "dataset": "FBDB15K", "epoch_s": 2.0, "steps_per_epoch": 1, "peak_mb": 1.0,
            "parameters": 1e6}
     assert "5.0x (10.0 s)" in bench_epoch._row({**row, "ratio": 0.2})

@@ -99,6 +99,10 @@ class Trainer:
             n_steps += 1
         return logs_sum, n_steps
 
+    def _new_attempt(self, start_epoch: int) -> dict:
+        """This process's entry of ``attempts``: nothing trained yet, plus ``attempt_info``."""
+        return {"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0, **self.attempt_info}
+
     def fit(self, train_links: torch.Tensor) -> TrainResult:
         cfg, model = self.cfg, self.model
         gen = torch.Generator().manual_seed(torch.initial_seed() % 2**63)
@@ -132,13 +136,12 @@ class Trainer:
             if state.get("finished"):
                 # Training had ended (early stopping, last epoch, budget) before the run was killed: finish
                 # exactly as the uninterrupted run did, without one more step.
-                attempts.append({"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0,
-                                 **self.attempt_info})
+                attempts.append(self._new_attempt(start_epoch))
                 return self._result(best_state, best_epoch, best_valid, history, int(state["epoch"]),
                                     str(state["finished"]), elapsed_before, attempts)
 
         t0 = time.perf_counter() - elapsed_before
-        attempt = {"first_epoch": start_epoch, "last_epoch": start_epoch - 1, "seconds": 0.0, **self.attempt_info}
+        attempt = self._new_attempt(start_epoch)
         attempts.append(attempt)
         t_attempt = time.perf_counter()
         stopped_by = "epochs"
