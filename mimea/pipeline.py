@@ -157,23 +157,32 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
     model = cls(dpair, model_config(cfg)).to(device)
     ev = cfg.eval
 
-    if ev.valid_pool not in VALID_POOLS:
-        raise ValueError(f"eval.valid_pool={ev.valid_pool!r}; choose from {', '.join(VALID_POOLS)}")
-    if ev.valid_pool == "unseen":   # every entity of each KG that is not in a training link
+    for key, pool in (("valid_pool", ev.valid_pool), ("valid_pool_compare", ev.valid_pool_compare)):
+        if pool not in (*VALID_POOLS, *((None,) if key == "valid_pool_compare" else ())):
+            raise ValueError(f"eval.{key}={pool!r}; choose from {', '.join(VALID_POOLS)}")
+    if "unseen" in (ev.valid_pool, ev.valid_pool_compare):   # every entity of each KG not in a training link
         pool_l = pair.kg1[~torch.isin(pair.kg1, split.train[:, 0])].to(device)
         pool_r = pair.kg2[~torch.isin(pair.kg2, split.train[:, 1])].to(device)
 
-    def validate(m) -> dict:
-        if ev.valid_pool == "unseen":
-            return evaluate_in_pool(m.embed(), split.valid.to(device), pool_l, pool_r, similarity=ev.similarity,
+    def validate_in(pool: str, emb: torch.Tensor) -> dict:
+        if pool == "unseen":
+            return evaluate_in_pool(emb, split.valid.to(device), pool_l, pool_r, similarity=ev.similarity,
                                     csls_k=ev.csls_k, chunk_size=ev.chunk_size)
-        return evaluate(m.embed(), split.valid.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
+        return evaluate(emb, split.valid.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
                         chunk_size=ev.chunk_size)
 
-    def test_curve(m) -> dict:   # the authors' protocol only: recorded, never used to select or stop
-        t = evaluate(m.embed(), split.test.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
-                     chunk_size=ev.chunk_size)
-        return {"l2r": t["l2r"], "mean": t["mean"]}
+    def validate(m) -> dict:
+        return validate_in(ev.valid_pool, m.embed())
+
+    def monitor(m) -> dict:   # recorded in the curve only, never used to select or stop
+        emb, out = m.embed(), {}
+        if ev.test_curve:     # the authors' protocol
+            t = evaluate(emb, split.test.to(device), similarity=ev.similarity, csls_k=ev.csls_k,
+                         chunk_size=ev.chunk_size)
+            out["test"] = {"l2r": t["l2r"], "mean": t["mean"]}
+        if ev.valid_pool_compare:
+            out[f"valid_{ev.valid_pool_compare}"] = validate_in(ev.valid_pool_compare, emb)["mean"]
+        return out
 
     seeder = None
     if cfg.train.iterative:
@@ -196,7 +205,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
     trainer = Trainer(model, cfg.train, validate if has_valid else None, select_metric=cfg.train.select_metric,
                       seeder=seeder, save=lambda state: store.save_checkpoint(rid, state),
                       load=lambda: store.load_checkpoint(rid, map_location=device), on_eval=on_eval,
-                      monitor=test_curve if ev.test_curve else None,
+                      monitor=monitor if ev.test_curve or ev.valid_pool_compare else None,
                       desc=f"{cfg.model}/{cfg.data.dataset}/{cfg.split.ratio:g}/s{cfg.seed}",
                       attempt_info={"git_commit": source})
     if device.type == "cuda":
@@ -252,6 +261,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
                      "split_mode": cfg.split.mode,
                      "selection": result.convergence.get("selection", "validation"),
                      "test_curve": bool(ev.test_curve),
+                     **({"valid_pool_compare": ev.valid_pool_compare} if ev.valid_pool_compare else {}),
                      "profile": cfg.profile, **model.protocol()},
         "data": {**pair.provenance, "fingerprint": fingerprint},
         "split": {"train": len(split.train), "valid": len(split.valid), "test": len(split.test),

@@ -128,6 +128,36 @@ def test_validation_in_a_test_sized_pool(tmp_path):
         run(_cfg(eval={"valid_pool": "everything"}), tmp_path)
 
 
+def test_a_second_validation_pool_is_recorded_and_never_selects(tmp_path):
+    """eval.valid_pool_compare scores the other pool at every evaluation, in the curve only: the run selects and
+    ends exactly as without it, and its ``valid_unseen`` entries are what a run selecting on that pool sees."""
+    from mimea.store import run_id
+    from mimea.training.config import to_dict
+    from mimea.training.validate import ConfigError, check_config
+
+    base = _cfg()
+    d = to_dict(base)
+    without_key = json.loads(json.dumps(d))
+    del without_key["eval"]["valid_pool_compare"]
+    assert run_id(d) == run_id(without_key)                 # stored runs keep their ids
+    both = _cfg(eval={"valid_pool_compare": "unseen", "test_curve": True})
+    assert run_id(to_dict(both)) != run_id(d)
+    plain, compared = run(base, tmp_path), run(both, tmp_path)
+    assert compared["results"]["valid"] == plain["results"]["valid"]
+    assert compared["results"]["test"] == plain["results"]["test"]
+    assert compared["metadata"]["best_epoch"] == plain["metadata"]["best_epoch"]
+    assert compared["metadata"]["protocol"]["valid_pool_compare"] == "unseen"
+    pooled = run(_cfg(eval={"valid_pool": "unseen"}), tmp_path)["results"]["curve"]
+    curve = compared["results"]["curve"]
+    evals = [r for r in curve if "valid" in r]
+    assert len(evals) == 4 and all("valid_unseen" in r and "test" in r for r in evals)
+    assert [r["valid_unseen"] for r in evals] == [r["valid"] for r in pooled if "valid" in r]
+    assert all(r["valid_unseen"]["mrr"] < r["valid"]["mrr"] for r in evals)   # far more distractors
+    for bad, match in (("valid", "is eval.valid_pool itself"), ("everything", "choose from")):
+        with pytest.raises(ConfigError, match=match):
+            check_config(_cfg(eval={"valid_pool_compare": bad}))
+
+
 def test_each_attempt_records_the_commit_it_started_from(tmp_path, monkeypatch):
     """A run's commit is read when its attempt starts (the code it runs), not when it ends: a checkout changed
     during the run is recorded beside it, and a resumed run lists every attempt's own commit."""

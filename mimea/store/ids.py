@@ -11,9 +11,9 @@ _NOT_IN_ID = {("train", "progress"), ("train", "device"), ("train", "threads"), 
 
 # Keys added to the config after runs were stored, with the value every earlier run implicitly had: at that value
 # they stay out of the id, so the stored runs keep their ids (and are reused); any other value enters it.
-_ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, ("train", "optimizer"): "adamw", ("train", "schedule"): "constant",
-                ("train", "warmup"): 0.0, ("train", "accumulate"): "none",
-                ("train", "schedule_epochs"): None}
+_ADDED_LATER = {("eval", "valid_pool"): "valid", ("eval", "test_curve"): False, ("eval", "valid_pool_compare"): None,
+                ("train", "optimizer"): "adamw", ("train", "schedule"): "constant", ("train", "warmup"): 0.0,
+                ("train", "accumulate"): "none", ("train", "schedule_epochs"): None}
 # Top-level keys added later, likewise: a model's code revision (RunConfig.revision; 0 before it existed).
 _TOP_ADDED_LATER = {"revision": 0}
 # The same for a model's own Config fields: (model, field) -> the value earlier runs implicitly had.

@@ -80,6 +80,10 @@ class EvalConfig:
                                         # test-sized; see mimea/evaluation/pool.py for why)
     test_curve: bool = False            # evaluate the TEST links at every evaluation, recorded in the curve only
                                         # (the authors' protocol; the ``authors`` profile): never selects or stops
+    valid_pool_compare: str | None = None   # a second validation pool ("valid" | "unseen") scored at every
+                                        # evaluation and recorded in the curve as ``valid_<pool>``: never selects
+                                        # or stops (which pool ranks checkpoints like the test does:
+                                        # benchmarks/valid_pool_study.py)
     csls_k: int = 3
     chunk_size: int = 4096
     export_predictions: bool = False    # per-pair predictions (ids, names, rank, top-k) in the run folder

@@ -3,7 +3,8 @@
 The trainer owns the loop and nothing else. Data, model, evaluation and storage are handed to it:
 
 * ``validate(model) -> dict``       metrics on the VALIDATION links (never the test links), or None;
-* ``monitor(model) -> dict``        optional, recorded only (the authors' per-epoch test curve);
+* ``monitor(model) -> dict``        optional, its keys merged into the curve's record, recorded only (the authors'
+                                    per-epoch test curve; a second validation pool for comparison);
 * ``save(state)`` / ``load()``      checkpoint persistence (the run store), so a killed run resumes;
 * ``seeder``                        optional iterative-training pseudo-seeder.
 """
@@ -62,8 +63,8 @@ def _convergence(history: list[dict], key: str, stopped_by: str, epochs: int, ep
 class Trainer:
     """The loop. ``validate`` may be None (no validation links: ``split.val_fraction=0``, the authors' protocol):
     the last epoch's model is then the result (``selection: last_epoch``). ``monitor`` (optional) is evaluated at
-    every evaluation epoch and only recorded in the curve (``record["test"]``): the authors' per-epoch test
-    curve, never used to select or stop."""
+    every evaluation epoch and only recorded in the curve (its keys merged into the record, e.g. ``"test"``: the
+    authors' per-epoch test curve), never used to select or stop."""
 
     def __init__(self, model: AlignmentModel, config: TrainConfig, validate: Validator | None, *,
                  select_metric: str = "mrr", seeder: PseudoSeeder | None = None,
@@ -170,7 +171,7 @@ class Trainer:
             if epoch % cfg.eval_every == 0 or last:
                 n_evals += 1
                 if self.monitor is not None:
-                    record["test"] = self.monitor(model)
+                    record.update(self.monitor(model))
                 if self.validate is not None:
                     valid = self.validate(model)
                     record["valid"] = valid["mean"]

@@ -195,6 +195,11 @@ def check_config(cfg, *, device: bool = True) -> None:
     _one_of("split.mode", s.mode, SPLIT_MODES)
     _one_of("eval.similarity", e.similarity, SIMILARITIES)
     _one_of("eval.valid_pool", e.valid_pool, VALID_POOLS)
+    if e.valid_pool_compare is not None:
+        _one_of("eval.valid_pool_compare", e.valid_pool_compare, VALID_POOLS)
+        if e.valid_pool_compare == e.valid_pool:
+            raise ConfigError(f"eval.valid_pool_compare={e.valid_pool_compare!r} is eval.valid_pool itself: "
+                              "name the other pool, or null")
     _at_least("eval.csls_k", e.csls_k, 1)
     _at_least("eval.chunk_size", e.chunk_size, 1)
     _at_least("eval.top_k_export", e.top_k_export, 1)
