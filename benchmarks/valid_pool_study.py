@@ -99,7 +99,7 @@ def render(rows: list[dict]) -> str:
     if not rows:
         return ("No stored run has both a test curve and a second validation pool "
                 "(eval.test_curve=true eval.valid_pool_compare=POOL).")
-    pools = sorted({p for r in rows for p in r["pools"]})
+    pools = list(dict.fromkeys(p for r in rows for p in r["pools"]))   # the selecting pool first
     lines = ["| run | evaluations | best test MRR (epoch) | "
              + " | ".join(f"{p}: epoch, test MRR, regret, rho all / late" for p in pools) + " |",
              "|---|---:|---:|" + "---:|" * len(pools)]
