@@ -129,7 +129,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
                 on_eval: Callable[[int, dict], None] | None) -> dict[str, Any]:
     from mimea.data.splits import make_split, split_to_dict
     from mimea.evaluation.neighbours import mutual_nearest_neighbours
-    from mimea.evaluation.pool import evaluate_in_pool
+    from mimea.evaluation.pool import evaluate_in_pool, unseen_pool
     from mimea.evaluation.ranking import evaluate
 
     store_root = store.root
@@ -161,8 +161,8 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
         if pool not in (*VALID_POOLS, *((None,) if key == "valid_pool_compare" else ())):
             raise ValueError(f"eval.{key}={pool!r}; choose from {', '.join(VALID_POOLS)}")
     if "unseen" in (ev.valid_pool, ev.valid_pool_compare):   # every entity of each KG not in a training link
-        pool_l = pair.kg1[~torch.isin(pair.kg1, split.train[:, 0])].to(device)
-        pool_r = pair.kg2[~torch.isin(pair.kg2, split.train[:, 1])].to(device)
+        pool_l = unseen_pool(pair.kg1, split.train[:, 0], split.valid[:, 0]).to(device)
+        pool_r = unseen_pool(pair.kg2, split.train[:, 1], split.valid[:, 1]).to(device)
 
     def validate_in(pool: str, emb: torch.Tensor) -> dict:
         if pool == "unseen":

@@ -304,3 +304,20 @@ def test_pool_ranks_are_brute_force_ranks_among_the_pool():
     assert out["pool"] == [60, 90]
     with pytest.raises(ValueError, match="not in the candidate pool"):
         evaluate_in_pool(emb, pairs, left_pool, torch.arange(101, 190))
+
+
+def test_unseen_pool_keeps_an_evaluated_entity_that_a_training_link_shares():
+    """A duplicate alignment (one KG2 entity linked to two KG1 entities) can put one link in train and the other in
+    validation: the shared entity is then in a training link and is still the validation link's gold answer. The
+    pool drops every other training entity (FBDB15K at 50 % raised "not in the candidate pool" before)."""
+    from mimea.evaluation.pool import evaluate_in_pool, unseen_pool
+
+    kg2 = torch.arange(100, 110)
+    train_r = torch.tensor([100, 101, 105])       # 105 is also the gold answer of a validation link
+    valid = torch.tensor([[0, 105], [1, 107]])
+    pool = unseen_pool(kg2, train_r, valid[:, 1])
+    assert pool.tolist() == [102, 103, 104, 105, 106, 107, 108, 109]
+    assert unseen_pool(kg2, train_r, valid[:0, 1]).tolist() == [102, 103, 104, 106, 107, 108, 109]
+    emb = torch.randn(110, 8, generator=torch.Generator().manual_seed(0))
+    out = evaluate_in_pool(emb, valid, torch.arange(0, 10), pool, similarity="cosine", hits=(1,))
+    assert out["pool"] == [10, 8]
