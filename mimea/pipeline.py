@@ -160,7 +160,7 @@ def _run_locked(cfg: RunConfig, store: RunStore, rid: str, fingerprint: str, *, 
     for key, pool in (("valid_pool", ev.valid_pool), ("valid_pool_compare", ev.valid_pool_compare)):
         if pool not in (*VALID_POOLS, *((None,) if key == "valid_pool_compare" else ())):
             raise ValueError(f"eval.{key}={pool!r}; choose from {', '.join(VALID_POOLS)}")
-    if "unseen" in (ev.valid_pool, ev.valid_pool_compare):   # every entity of each KG not in a training link
+    if "unseen" in (ev.valid_pool, ev.valid_pool_compare):   # each KG minus its training entities (unseen_pool)
         pool_l = unseen_pool(pair.kg1, split.train[:, 0], split.valid[:, 0]).to(device)
         pool_r = unseen_pool(pair.kg2, split.train[:, 1], split.valid[:, 1]).to(device)
 
